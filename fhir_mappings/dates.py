@@ -1,0 +1,37 @@
+"""FHIR date, dateTime and instant strings -> ``datetime.date``.
+
+Partial dates (``2019``, ``2019-05``) resolve to the first day of the period: the
+engine only ever compares days, and an earlier day is the conservative reading for
+"dated before the first dose" only when the period does not contain that dose, which the
+engine checks separately (see ``engine.timeline``). Impossible dates (``2023-02-30``)
+and anything that is not a FHIR date give ``None``; callers warn and treat the record as
+undated.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+_FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:T[0-9:.+\-Z]*)?$")
+
+
+def parse_date(value: object) -> date | None:
+    if not isinstance(value, str):
+        return None
+    m = _FHIR_DATE.match(value.strip())
+    if not m:
+        return None
+    year, month, day = int(m[1]), int(m[2] or 1), int(m[3] or 1)
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def years_between(earlier: date, later: date) -> int:
+    """Whole years from `earlier` to `later` (age on a given day)."""
+    years = later.year - earlier.year
+    if (later.month, later.day) < (earlier.month, earlier.day):
+        years -= 1
+    return years

@@ -1,0 +1,573 @@
+"""Normalisers: FHIR R4 resources (plain dicts) -> typed facts (``facts.py``).
+
+Pure functions: no I/O. A resource that cannot be read is skipped with a warning that
+names its reference, never its values (warnings reach logs and the report).
+
+What does not count (CONTRACT §4): Observations with status entered-in-error, cancelled,
+preliminary (and registered, which has no result yet); Conditions whose
+verificationStatus is refuted or entered-in-error. Inactive/resolved Conditions are kept
+with their status: they still count as infection history, not as the indication.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from datetime import date
+from functools import cache
+from typing import Any
+
+from . import units
+from .bundle import PatientRecord
+from .dates import parse_date
+from .facts import (
+    Diagnosis,
+    Finding,
+    IgExposure,
+    IgOrder,
+    Lab,
+    PatientFacts,
+    Therapy,
+    Vaccination,
+)
+from .terminology import DATA_DIR, Match, Terminology, default_terminology
+
+EXCLUDED_OBSERVATION_STATUS = {"entered-in-error", "cancelled", "preliminary", "registered"}
+EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+EXCLUDED_EVENT_STATUS = {"entered-in-error", "not-done", "cancelled"}
+SEVERE_SNOMED = "24484000"
+
+# Lab value sets and the canonical unit each is converted to (None: kept as reported).
+LAB_UNITS: dict[str, tuple[str, Callable[[float, str | None], float | None]] | None] = {
+    "igg_total": ("mg/dL", units.to_mg_dl),
+    "igg_subclasses": ("mg/dL", units.to_mg_dl),
+    "iga": ("mg/dL", units.to_mg_dl),
+    "igm": ("mg/dL", units.to_mg_dl),
+    "ige": None,
+    "pneumococcal_igg": ("ug/mL", units.to_ug_ml),
+    "tetanus_igg": ("IU/mL", units.to_iu_ml),
+    "diphtheria_igg": ("IU/mL", units.to_iu_ml),
+    "hib_antibody": None,
+    "measles_igg": None,
+    "body_weight": ("kg", units.to_kg),
+    "body_height": None,
+    "platelets": ("/uL", units.to_per_ul),
+    "hiv_test": None,
+    "serum_albumin": ("mg/dL", units.to_mg_dl),
+    "urine_protein": None,
+    "protein_electrophoresis": None,
+    "csf_cell_count": None,
+    "csf_vdrl": None,
+    "csf_protein": ("mg/dL", units.to_mg_dl),
+    "csf_igg": ("mg/dL", units.to_mg_dl),
+    "anti_gad": None,
+    "parvovirus_b19_lab": None,
+    "cd19": None,
+    "renal_function": None,
+}
+# Kinds whose numeric value a criterion compares: a missing/unknown unit makes them unusable.
+NUMERIC_KINDS = {k for k, v in LAB_UNITS.items() if v is not None}
+
+POSITIVE_WORDS = ("positive", "reactive", "detected", "present")
+NEGATIVE_WORDS = ("negative", "non-reactive", "nonreactive", "not detected", "absent", "none detected")
+QUALITATIVE_SNOMED = {
+    "260385009": "negative",
+    "10828004": "positive",
+    "260373001": "positive",  # detected
+    "260415000": "negative",  # not detected
+    "11214006": "positive",  # reactive
+    "131194007": "negative",  # non-reactive
+}
+ROUTE_SNOMED = {"47625008": "IV", "34206005": "SC"}
+VALUE_STRING = re.compile(
+    r"^\s*(?P<cmp><=|>=|<|>|≤|≥)?\s*(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>[^\d\s].*)?$"
+)
+CMP_ALIASES = {"≤": "<=", "≥": ">="}
+
+
+@cache
+def ig_products() -> tuple[dict[str, Any], ...]:
+    """Immune globulin brands with route and concentration (``data/ig_products.toml``)."""
+    path = DATA_DIR / "ig_products.toml"
+    if not path.is_file():
+        return ()
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    allowed = {"name", "route", "concentration_g_per_ml", "source", "status", "note", "aliases"}
+    for product in data.get("product", []):
+        unknown = set(product) - allowed
+        if unknown:
+            raise ValueError(f"ig_products.toml: unknown keys {sorted(unknown)} in {product.get('name')}")
+    return tuple(data.get("product", []))
+
+
+def _ref(resource: dict[str, Any]) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
+
+
+def _text_of(cc: Any) -> str:
+    if not isinstance(cc, dict):
+        return ""
+    if isinstance(cc.get("text"), str) and cc["text"].strip():
+        return cc["text"].strip()
+    for coding in cc.get("coding") or []:
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+            return coding["display"].strip()
+    for coding in cc.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("code"):
+            return str(coding["code"])
+    return ""
+
+
+def _codings(cc: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(cc, dict) and isinstance(cc.get("coding"), list):
+        yield from (c for c in cc["coding"] if isinstance(c, dict))
+
+
+def _first_code(cc: Any, system_hint: str = "") -> tuple[str, str, str]:
+    for coding in _codings(cc):
+        if isinstance(coding.get("code"), str) and (
+            not system_hint or system_hint in str(coding.get("system", ""))
+        ):
+            return (str(coding.get("system", "")), coding["code"], str(coding.get("display", "")))
+    return ("", "", _text_of(cc))
+
+
+def _code_of(cc: Any, codes: dict[str, str]) -> str | None:
+    for coding in _codings(cc):
+        if coding.get("code") in codes:
+            return codes[coding["code"]]
+    return None
+
+
+def _status_code(cc: Any) -> str | None:
+    for coding in _codings(cc):
+        if isinstance(coding.get("code"), str):
+            return coding["code"]
+    return None
+
+
+def _notes(resource: dict[str, Any]) -> str:
+    parts = []
+    for key in ("statusReason", "reasonCode"):
+        value = resource.get(key)
+        for cc in value if isinstance(value, list) else [value]:
+            text = _text_of(cc)
+            if text:
+                parts.append(text)
+    for note in resource.get("note") or []:
+        if isinstance(note, dict) and isinstance(note.get("text"), str):
+            parts.append(note["text"])
+    return "; ".join(parts)
+
+
+def _effective_date(resource: dict[str, Any], *keys: str) -> date | None:
+    for key in keys:
+        value = resource.get(key)
+        if isinstance(value, dict):  # Period
+            value = value.get("start")
+        if isinstance(value, str):
+            parsed = parse_date(value)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+class _Reader:
+    """Reads one PatientRecord into PatientFacts."""
+
+    def __init__(self, record: PatientRecord, terminology: Terminology):
+        self.record = record
+        self.tx = terminology
+        self.facts = PatientFacts(
+            patient_ref=record.patient_ref,
+            birth_date=parse_date(record.patient.get("birthDate"))
+            if isinstance(record.patient.get("birthDate"), str)
+            else None,
+            warnings=list(record.warnings),
+            not_accessible=set(record.not_accessible),
+        )
+        self.index: dict[str, dict[str, Any]] = dict(record.full_urls)
+        for res in record.resources:
+            self.index[_ref(res)] = res
+        if isinstance(record.patient.get("birthDate"), str) and self.facts.birth_date is None:
+            self.facts.warnings.append(f"{record.patient_ref}: birthDate is not a valid date")
+
+    def warn(self, message: str) -> None:
+        if message not in self.facts.warnings:
+            self.facts.warnings.append(message)
+
+    def matches(self, cc: Any, ref: str) -> list[Match]:
+        found = self.tx.match_concept(cc)
+        unverified = sorted({m.matched for m in found if not m.concept.verified})
+        if unverified:
+            self.warn(f"{ref}: matched on a code marked unverified in the terminology data")
+        return found
+
+    # --- dispatch -----------------------------------------------------------------------
+    def read(self) -> PatientFacts:
+        handlers = {
+            "Observation": self.observation,
+            "Condition": self.condition,
+            "MedicationRequest": self.medication_request,
+            "MedicationAdministration": self.medication_event,
+            "MedicationDispense": self.medication_event,
+            "MedicationStatement": self.medication_event,
+            "Immunization": self.immunization,
+            "Procedure": self.procedure,
+            "DiagnosticReport": self.diagnostic_report,
+            "AllergyIntolerance": self.allergy,
+        }
+        for resource in self.record.resources:
+            handler = handlers.get(resource.get("resourceType"))
+            if handler is None:
+                continue
+            try:
+                handler(resource)
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+                self.warn(f"{_ref(resource)} could not be read and was skipped")
+        for labs in self.facts.labs.values():
+            labs.sort(key=lambda lab: (lab.date or date.min, lab.ref))
+        self.facts.diagnoses.sort(key=lambda d: (d.when or date.min, d.ref))
+        return self.facts
+
+    # --- Observation --------------------------------------------------------------------
+    def observation(self, obs: dict[str, Any]) -> None:
+        if obs.get("status") in EXCLUDED_OBSERVATION_STATUS:
+            return
+        ref = _ref(obs)
+        kinds = [m for m in self.matches(obs.get("code"), ref) if m.valueset in LAB_UNITS]
+        if not kinds:
+            return
+        when = _effective_date(obs, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
+        for raw in ("effectiveDateTime", "issued"):
+            if isinstance(obs.get(raw), str) and parse_date(obs[raw]) is None:
+                self.warn(f"{ref}: {raw} is not a valid date; the result is not dated")
+        for match in {m.valueset: m for m in kinds}.values():
+            lab = self._lab(obs, match, ref, when)
+            if lab is not None:
+                self.facts.labs.setdefault(lab.kind, []).append(lab)
+
+    def _lab(self, obs: dict[str, Any], match: Match, ref: str, when: date | None) -> Lab | None:
+        kind = match.valueset
+        conversion = LAB_UNITS[kind]
+        interpretation = _status_code((obs.get("interpretation") or [None])[0])
+        label = match.concept.display or _text_of(obs.get("code"))
+        value: float | None = None
+        unit_in: str | None = None
+        comparator: str | None = None
+        qualitative: str | None = None
+        if isinstance(obs.get("valueQuantity"), dict):
+            q = obs["valueQuantity"]
+            if isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
+                value = float(q["value"])
+            unit_in = q.get("code") or q.get("unit")
+            comparator = q.get("comparator") if q.get("comparator") in {"<", "<=", ">", ">="} else None
+        elif isinstance(obs.get("valueString"), str):
+            parsed = VALUE_STRING.match(obs["valueString"])
+            if parsed:
+                value = float(parsed["num"])
+                cmp = parsed["cmp"]
+                comparator = CMP_ALIASES.get(cmp, cmp) if cmp else None
+                unit_in = (parsed["unit"] or "").strip() or None
+                if unit_in is None and isinstance(obs.get("valueString"), str):
+                    unit_in = None
+            else:
+                qualitative = _qualitative_text(obs["valueString"])
+        elif isinstance(obs.get("valueCodeableConcept"), dict):
+            cc = obs["valueCodeableConcept"]
+            qualitative = _code_of(cc, QUALITATIVE_SNOMED) or _qualitative_text(_text_of(cc))
+        elif isinstance(obs.get("valueInteger"), int):
+            value = float(obs["valueInteger"])
+        if qualitative is None and interpretation in {"POS", "DET"}:
+            qualitative = "positive"
+        if qualitative is None and interpretation in {"NEG", "ND"}:
+            qualitative = "negative"
+
+        ref_low = None
+        for rr in obs.get("referenceRange") or []:
+            low = rr.get("low") if isinstance(rr, dict) else None
+            if isinstance(low, dict) and isinstance(low.get("value"), (int, float)):
+                ref_low_raw = float(low["value"])
+                ref_low_unit = low.get("code") or low.get("unit") or unit_in
+                ref_low = conversion[1](ref_low_raw, ref_low_unit) if conversion else ref_low_raw
+                break
+
+        if value is None:
+            if qualitative is None:
+                return None
+            return Lab(kind, ref, when, None, "", None, None, interpretation, qualitative, label)
+        if conversion is None:
+            return Lab(
+                kind, ref, when, value, unit_in or "", comparator, ref_low, interpretation,
+                qualitative, label,
+            )
+        canonical, convert = conversion
+        if unit_in is None:
+            self.warn(f"{ref}: {label or kind} has a value without a unit and was not used")
+            return None
+        converted = convert(value, unit_in)
+        if converted is None:
+            self.warn(f"{ref}: unit {unit_in!r} is not recognised for {label or kind}; not used")
+            return None
+        return Lab(kind, ref, when, converted, canonical, comparator, ref_low, interpretation, None, label)
+
+    # --- Condition ----------------------------------------------------------------------
+    def condition(self, cond: dict[str, Any]) -> None:
+        if _status_code(cond.get("verificationStatus")) in EXCLUDED_VERIFICATION:
+            return
+        ref = _ref(cond)
+        found = self.matches(cond.get("code"), ref)
+        if not found:
+            return
+        system, code, display = _first_code(cond.get("code"))
+        onset = _effective_date(cond, "onsetDateTime", "onsetPeriod")
+        recorded = _effective_date(cond, "recordedDate")
+        for raw in ("onsetDateTime", "recordedDate"):
+            if isinstance(cond.get(raw), str) and parse_date(cond[raw]) is None:
+                self.warn(f"{ref}: {raw} is not a valid date")
+        severe = any(c.get("code") == SEVERE_SNOMED for c in _codings(cond.get("severity")))
+        self.facts.diagnoses.append(
+            Diagnosis(
+                ref=ref,
+                valuesets=frozenset(m.valueset for m in found),
+                code=code,
+                display=_text_of(cond.get("code")) or display,
+                onset=onset,
+                recorded=recorded,
+                clinical_status=_status_code(cond.get("clinicalStatus")),
+                severe=severe,
+                unverified_codes=tuple(sorted({m.matched for m in found if not m.concept.verified})),
+            )
+        )
+
+    # --- Medications --------------------------------------------------------------------
+    def medication_concept(self, resource: dict[str, Any]) -> Any:
+        if isinstance(resource.get("medicationCodeableConcept"), dict):
+            return resource["medicationCodeableConcept"]
+        mref = resource.get("medicationReference")
+        if isinstance(mref, dict) and isinstance(mref.get("reference"), str):
+            target = mref["reference"]
+            if target.startswith("#"):
+                for contained in resource.get("contained") or []:
+                    if isinstance(contained, dict) and contained.get("id") == target[1:]:
+                        return contained.get("code")
+                return None
+            med = self.index.get(target)
+            if med is None and "/" in target:
+                med = self.index.get("/".join(target.rstrip("/").split("/")[-2:]))
+            if med is not None:
+                return med.get("code")
+            if isinstance(mref.get("display"), str):
+                return {"text": mref["display"]}
+            self.warn(f"{_ref(resource)}: its Medication ({target}) is not in the record")
+        return None
+
+    def is_ig(self, cc: Any, ref: str) -> tuple[bool, str]:
+        found = self.matches(cc, ref)
+        names = {m.valueset for m in found}
+        if "ig_product" not in names or "hyperimmune_globulin" in names:
+            return False, ""
+        if all(m.concept.system == "text" for m in found if m.valueset == "ig_product"):
+            self.warn(f"{ref}: immune globulin product recognised by its name only (no code)")
+        return True, _text_of(cc) or "immune globulin"
+
+    def therapy_valuesets(self, cc: Any, ref: str) -> frozenset[str]:
+        return frozenset(
+            m.valueset
+            for m in self.matches(cc, ref)
+            if m.valueset.startswith("tx_")
+            or m.valueset in {"anti_cd20", "hypogam_drug", "systemic_immunosuppressant"}
+        )
+
+    def medication_request(self, req: dict[str, Any]) -> None:
+        ref = _ref(req)
+        cc = self.medication_concept(req)
+        ig, product = self.is_ig(cc, ref)
+        status = str(req.get("status", "unknown"))
+        if not ig:
+            self._therapy_from_medication(req, cc, ref, "authoredOn")
+            return
+        if status == "entered-in-error":
+            return
+        self.facts.ig_orders.append(self._order(req, ref, status, product, cc))
+
+    def _order(self, req: dict[str, Any], ref: str, status: str, product: str, cc: Any) -> IgOrder:
+        dosage = (req.get("dosageInstruction") or [{}])[0]
+        dosage = dosage if isinstance(dosage, dict) else {}
+        route = _code_of(dosage.get("route"), ROUTE_SNOMED)
+        if route is None:
+            names = self.tx.names_of(cc)
+            route_text = _text_of(dosage.get("route")).lower()
+            if "ig_product_subcutaneous" in names or "subcut" in route_text:
+                route = "SC"
+            elif "intravenous" in route_text or route_text == "iv":
+                route = "IV"
+        dose_g = dose_mg_kg = None
+        note = ""
+        dar = (dosage.get("doseAndRate") or [{}])[0]
+        q = dar.get("doseQuantity") if isinstance(dar, dict) else None
+        if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+            value, unit = float(q["value"]), q.get("code") or q.get("unit")
+            dose_g = units.to_g(value, unit)
+            if dose_g is None:
+                dose_mg_kg = units.to_mg_per_kg(value, unit)
+            if dose_g is None and dose_mg_kg is None:
+                ml = units.to_ml(value, unit)
+                conc = product_concentration(cc, self.tx)
+                if ml is not None and conc is not None:
+                    dose_g = ml * conc
+                    note = f"{value:g} mL of a {conc * 100:g}% product"
+                elif ml is not None:
+                    self.warn(f"{ref}: dose in mL but the product's concentration is unknown")
+                else:
+                    self.warn(f"{ref}: dose unit {unit!r} is not recognised")
+        repeat = (dosage.get("timing") or {}).get("repeat") or {}
+        interval = None
+        period, period_unit = repeat.get("period"), repeat.get("periodUnit")
+        frequency = repeat.get("frequency") or 1
+        if isinstance(period, (int, float)) and period_unit in units.PERIOD_DAYS and frequency > 0:
+            interval = period * units.PERIOD_DAYS[period_unit] / frequency
+        count = repeat.get("count") if isinstance(repeat.get("count"), int) else None
+        reason_refs = tuple(
+            r["reference"]
+            for r in req.get("reasonReference") or []
+            if isinstance(r, dict) and isinstance(r.get("reference"), str)
+        )
+        reason_vs: set[str] = set()
+        reason_codes = []
+        for rc in req.get("reasonCode") or []:
+            reason_vs |= {m.valueset for m in self.matches(rc, ref)}
+            reason_codes.append(_first_code(rc))
+        return IgOrder(
+            ref=ref,
+            status=status,
+            product=product,
+            route=route,
+            authored=_effective_date(req, "authoredOn"),
+            dose_g=dose_g,
+            dose_mg_per_kg=dose_mg_kg,
+            interval_days=interval,
+            course_count=count,
+            reason_refs=reason_refs,
+            reason_valuesets=frozenset(reason_vs),
+            reason_codes=tuple(reason_codes),
+            prior_prescription=isinstance(req.get("priorPrescription"), dict),
+            dose_note=note,
+        )
+
+    def medication_event(self, event: dict[str, Any]) -> None:
+        ref = _ref(event)
+        status = str(event.get("status", "unknown"))
+        if status in EXCLUDED_EVENT_STATUS:
+            return
+        cc = self.medication_concept(event)
+        ig, product = self.is_ig(cc, ref)
+        keys = ("effectiveDateTime", "effectivePeriod", "whenHandedOver", "whenPrepared",
+                "dateAsserted")
+        if event["resourceType"] == "MedicationStatement":
+            keys = ("effectiveDateTime", "effectivePeriod")  # dateAsserted is not a start
+        if not ig:
+            self._therapy_from_medication(event, cc, ref, *keys)
+            return
+        if event["resourceType"] == "MedicationStatement" and status in {"not-taken", "intended"}:
+            return
+        kind = {
+            "MedicationAdministration": "administration",
+            "MedicationDispense": "dispense",
+            "MedicationStatement": "statement",
+        }[event["resourceType"]]
+        self.facts.ig_exposures.append(
+            IgExposure(kind, ref, _effective_date(event, *keys), status, product)
+        )
+
+    def _therapy_from_medication(self, res: dict[str, Any], cc: Any, ref: str, *keys: str) -> None:
+        vs = self.therapy_valuesets(cc, ref)
+        if vs:
+            self.facts.therapies.append(
+                Therapy(ref, vs, "medication", str(res.get("status", "unknown")),
+                        _effective_date(res, *keys), _text_of(cc), _notes(res))
+            )
+
+    def allergy(self, allergy: dict[str, Any]) -> None:
+        if _status_code(allergy.get("verificationStatus")) in EXCLUDED_VERIFICATION:
+            return
+        ref = _ref(allergy)
+        vs = self.therapy_valuesets(allergy.get("code"), ref)
+        if vs:
+            self.facts.therapies.append(
+                Therapy(ref, vs, "intolerance", "documented",
+                        _effective_date(allergy, "recordedDate", "onsetDateTime"),
+                        _text_of(allergy.get("code")), _notes(allergy))
+            )
+
+    # --- Immunization, Procedure, DiagnosticReport --------------------------------------
+    def immunization(self, imm: dict[str, Any]) -> None:
+        if imm.get("status") != "completed":
+            return
+        ref = _ref(imm)
+        kinds = frozenset(
+            m.valueset for m in self.matches(imm.get("vaccineCode"), ref)
+            if m.valueset.startswith("vaccine_")
+        )
+        if kinds:
+            self.facts.vaccinations.append(
+                Vaccination(ref, _effective_date(imm, "occurrenceDateTime"), kinds,
+                            _text_of(imm.get("vaccineCode")))
+            )
+
+    def procedure(self, proc: dict[str, Any]) -> None:
+        if proc.get("status") not in {"completed", "in-progress"}:
+            return
+        ref = _ref(proc)
+        found = frozenset(m.valueset for m in self.matches(proc.get("code"), ref))
+        when = _effective_date(proc, "performedDateTime", "performedPeriod")
+        if any(v.startswith("tx_") for v in found):
+            self.facts.therapies.append(
+                Therapy(ref, found, "procedure", proc["status"], when, _text_of(proc.get("code")),
+                        _notes(proc))
+            )
+        if found:
+            self.facts.findings.append(Finding(ref, found, when, _text_of(proc.get("code"))))
+
+    def diagnostic_report(self, report: dict[str, Any]) -> None:
+        if report.get("status") not in {"final", "amended", "corrected", "appended"}:
+            return
+        ref = _ref(report)
+        found = frozenset(m.valueset for m in self.matches(report.get("code"), ref))
+        if found:
+            conclusion = report.get("conclusion") if isinstance(report.get("conclusion"), str) else ""
+            self.facts.findings.append(
+                Finding(ref, found, _effective_date(report, "effectiveDateTime", "effectivePeriod", "issued"),
+                        _text_of(report.get("code")), conclusion)
+            )
+
+
+def _qualitative_text(text: str) -> str | None:
+    low = text.lower().strip()
+    if any(word in low for word in NEGATIVE_WORDS):
+        return "negative"
+    if any(word in low for word in POSITIVE_WORDS):
+        return "positive"
+    return None
+
+
+def product_concentration(cc: Any, tx: Terminology) -> float | None:
+    """Concentration (g/mL) of the named immune globulin brand, if the text names one."""
+    text = " ".join(
+        [_text_of(cc)] + [str(c.get("display", "")) for c in _codings(cc)]
+    ).lower()
+    for product in ig_products():
+        names = [product["name"], *product.get("aliases", [])]
+        for name in names:
+            if re.search(r"(?<![a-z0-9])" + re.escape(name.lower()) + r"(?![a-z0-9])", text):
+                return float(product["concentration_g_per_ml"])
+    percent = re.search(r"(\d+(?:\.\d+)?)\s*%", text)
+    if percent:
+        return float(percent.group(1)) / 100
+    return None
+
+
+def extract_facts(record: PatientRecord, terminology: Terminology | None = None) -> PatientFacts:
+    """Turn one patient's record into typed facts. Never raises on odd resources."""
+    return _Reader(record, terminology or default_terminology()).read()

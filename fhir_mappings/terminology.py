@@ -1,0 +1,209 @@
+"""Value sets kept as data: a TOML manifest plus one CSV per value set.
+
+The files live in ``fhir_mappings/data/`` (see the README there). They are loaded
+strictly: an unknown manifest key, an unknown CSV column, an unknown code system or a
+status other than ``verified``/``unverified`` fails at load time with the file and line.
+
+Matching rules (documented here because they are the semantics of the data):
+
+* ICD-10-CM entries match the code itself and every descendant: ICD-10-CM is
+  hierarchical by prefix, so ``D80`` matches ``D80.1`` and ``D80.1`` matches ``D80.1x``.
+  Dots and case are ignored when comparing.
+* Every other system matches the exact code.
+* The pseudo-system ``text`` matches a lower-case term as a whole word (or phrase) in a
+  CodeableConcept's ``text`` or a coding's ``display``. It exists for things no verified
+  code list was available for offline (medication ingredient names, product brands).
+* Rows marked ``unverified`` still match, but the match says so, so the report can warn.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data"
+
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+TEXT = "text"
+SYSTEMS = {
+    "http://loinc.org": "LOINC",
+    ICD10CM: "ICD-10-CM",
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://hl7.org/fhir/sid/ndc": "NDC",
+    "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": "HCPCS",
+    "http://www.ama-assn.org/go/cpt": "CPT",
+    "http://hl7.org/fhir/sid/cvx": "CVX",
+    "http://unitsofmeasure.org": "UCUM",
+    TEXT: "free text",
+}
+# Other spellings of the same systems seen in EHR data.
+SYSTEM_ALIASES = {
+    "http://hl7.org/fhir/sid/icd-10": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": (
+        "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+    ),
+    "urn:oid:2.16.840.1.113883.6.285": "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+    "urn:oid:2.16.840.1.113883.6.12": "http://www.ama-assn.org/go/cpt",
+    "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "urn:oid:2.16.840.1.113883.12.292": "http://hl7.org/fhir/sid/cvx",
+}
+CSV_COLUMNS = ("system", "code", "display", "status", "source", "note")
+MANIFEST_KEYS = {"description", "file", "source"}
+STATUSES = {"verified", "unverified"}
+
+
+class TerminologyError(ValueError):
+    """A value-set data file is malformed (raised at load time)."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    system: str
+    code: str
+    display: str
+    status: str
+    source: str
+    note: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+
+@dataclass(frozen=True)
+class Match:
+    """A coding (or text) of a resource that fell into a value set."""
+
+    valueset: str
+    concept: Concept
+    matched: str  # the code or text that matched, for evidence summaries
+
+
+@dataclass
+class ValueSet:
+    name: str
+    description: str
+    source: str
+    concepts: list[Concept] = field(default_factory=list)
+
+
+def _norm_icd(code: str) -> str:
+    return code.replace(".", "").strip().upper()
+
+
+class Terminology:
+    """All value sets, indexed for fast lookup of a coding."""
+
+    def __init__(self, valuesets: dict[str, ValueSet]):
+        self.valuesets = valuesets
+        self._exact: dict[tuple[str, str], list[tuple[str, Concept]]] = {}
+        self._icd_prefix: dict[str, list[tuple[str, Concept]]] = {}
+        self._text: list[tuple[re.Pattern[str], str, Concept]] = []
+        for vs in valuesets.values():
+            for c in vs.concepts:
+                if c.system == ICD10CM:
+                    self._icd_prefix.setdefault(_norm_icd(c.code), []).append((vs.name, c))
+                elif c.system == TEXT:
+                    pattern = re.compile(r"(?<![a-z0-9])" + re.escape(c.code.lower()) + r"(?![a-z0-9])")
+                    self._text.append((pattern, vs.name, c))
+                else:
+                    self._exact.setdefault((c.system, c.code.strip()), []).append((vs.name, c))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.valuesets
+
+    def match_coding(self, system: str | None, code: str | None) -> list[Match]:
+        if not system or not code or not isinstance(system, str) or not isinstance(code, str):
+            return []
+        system = SYSTEM_ALIASES.get(system, system)
+        if system == ICD10CM:
+            norm = _norm_icd(code)
+            out = []
+            for i in range(3, len(norm) + 1):
+                for name, concept in self._icd_prefix.get(norm[:i], ()):
+                    out.append(Match(name, concept, code))
+            return out
+        return [Match(n, c, code) for n, c in self._exact.get((system, code.strip()), ())]
+
+    def match_text(self, text: str | None) -> list[Match]:
+        if not text or not isinstance(text, str):
+            return []
+        low = text.lower()
+        return [Match(n, c, text) for p, n, c in self._text if p.search(low)]
+
+    def match_concept(self, cc: object) -> list[Match]:
+        """Every value-set match of a FHIR CodeableConcept (a dict); codes before text."""
+        if not isinstance(cc, dict):
+            return []
+        out: list[Match] = []
+        texts = [cc.get("text")]
+        codings = cc.get("coding")
+        if isinstance(codings, list):
+            for coding in codings:
+                if isinstance(coding, dict):
+                    out.extend(self.match_coding(coding.get("system"), coding.get("code")))
+                    texts.append(coding.get("display"))
+        if not out:
+            for t in texts:
+                out.extend(self.match_text(t))
+        return out
+
+    def names_of(self, cc: object, prefix: str = "") -> set[str]:
+        return {m.valueset for m in self.match_concept(cc) if m.valueset.startswith(prefix)}
+
+
+def _load_csv(path: Path, name: str) -> list[Concept]:
+    if not path.is_file():
+        raise TerminologyError(f"value set {name!r}: file {path.name} not found")
+    concepts = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise TerminologyError(
+                f"{path.name}: columns must be {','.join(CSV_COLUMNS)}, got {reader.fieldnames}"
+            )
+        for lineno, row in enumerate(reader, start=2):
+            if None in row or any(v is None for v in row.values()):
+                raise TerminologyError(f"{path.name}:{lineno}: wrong number of fields")
+            if row["system"] not in SYSTEMS:
+                raise TerminologyError(f"{path.name}:{lineno}: unknown system {row['system']!r}")
+            if row["status"] not in STATUSES:
+                raise TerminologyError(f"{path.name}:{lineno}: status must be verified/unverified")
+            if not row["code"].strip() or not row["source"].strip():
+                raise TerminologyError(f"{path.name}:{lineno}: code and source are required")
+            concepts.append(Concept(**{k: row[k].strip() for k in CSV_COLUMNS}))
+    return concepts
+
+
+def load_terminology(data_dir: Path = DATA_DIR) -> Terminology:
+    manifest_path = data_dir / "valuesets.toml"
+    try:
+        manifest = tomllib.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TerminologyError(f"{manifest_path.name}: {exc}") from exc
+    unknown = set(manifest) - {"version", "valuesets"}
+    if unknown:
+        raise TerminologyError(f"{manifest_path.name}: unknown keys {sorted(unknown)}")
+    valuesets = {}
+    for name, entry in manifest.get("valuesets", {}).items():
+        if not isinstance(entry, dict) or set(entry) - MANIFEST_KEYS or "file" not in entry:
+            raise TerminologyError(
+                f"{manifest_path.name}: [valuesets.{name}] needs 'file' and may only have "
+                f"{sorted(MANIFEST_KEYS)}"
+            )
+        concepts = _load_csv(data_dir / "valuesets" / entry["file"], name)
+        valuesets[name] = ValueSet(
+            name, entry.get("description", ""), entry.get("source", ""), concepts
+        )
+    return Terminology(valuesets)
+
+
+@cache
+def default_terminology() -> Terminology:
+    return load_terminology()

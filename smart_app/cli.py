@@ -1,0 +1,165 @@
+"""``ivig-check``: evaluate fixtures or a FHIR server, list rulesets, serve the app.
+
+Exit codes (CONTRACT §1): 0 evaluated; 2 bad input or usage (one line on stderr);
+3 FHIR server unreachable or refused. No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fhir_mappings import BundleError, PatientRecord, extract_facts, load_record
+from fhir_mappings.terminology import TerminologyError
+
+from .engine.evaluate import evaluate
+from .engine.model import RulesetError, available_rulesets, get_ruleset
+from .fhir_client import FhirClient, FhirError
+from .report import build_report, render_text
+from .task import DEFAULT_BASE_URL, build_task
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER = 0, 2, 3
+DEFAULT_RULESET = "bcbsmt-ig-2013"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(message)
+
+
+def _as_of(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--as-of must be a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def evaluate_record(record: PatientRecord, ruleset_id: str, as_of: date) -> dict[str, Any]:
+    """Record -> report dict: the whole pure pipeline (facts, criteria, report)."""
+    facts = extract_facts(record)
+    return build_report(evaluate(facts, get_ruleset(ruleset_id), as_of))
+
+
+def _read_input(path: str) -> tuple[str | bytes, str]:
+    if path == "-":
+        return sys.stdin.buffer.read(), "standard input"
+    p = Path(path)
+    if not p.is_file():
+        raise BundleError(f"{path}: no such file")
+    try:
+        return p.read_bytes(), p.name
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror})") from exc
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    as_of = _as_of(args.as_of)
+    ruleset_id = args.ruleset or os.environ.get("IVIG_RULESET") or DEFAULT_RULESET
+    get_ruleset(ruleset_id)  # unknown ruleset: usage error before any I/O
+    base_url = os.environ.get("IVIG_PUBLIC_BASE_URL", DEFAULT_BASE_URL)
+    client = None
+    if args.fhir_base:
+        if args.bundle:
+            raise UsageError("give either BUNDLE.json or --fhir-base, not both")
+        if not args.patient:
+            raise UsageError("--fhir-base needs --patient ID")
+        client = FhirClient(args.fhir_base, token=args.bearer_token)
+        record = client.patient_record(args.patient)
+    else:
+        if not args.bundle:
+            raise UsageError("give a BUNDLE.json (or - for standard input), or --fhir-base with --patient")
+        if args.write_task:
+            raise UsageError("--write-task needs --fhir-base")
+        text, what = _read_input(args.bundle)
+        record = load_record(text, what)
+    report = evaluate_record(record, ruleset_id, as_of)
+    task = build_task(report, base_url)
+    if args.task_out:
+        Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+    if client is not None and args.write_task:
+        stored, created = client.upsert_task(
+            task or {"identifier": [_identifier(report, base_url)]},
+            lambda existing: build_task(report, base_url, existing=existing),
+        )
+        report["task"] = {
+            "reference": f"Task/{stored['id']}" if stored and stored.get("id") else None,
+            "created": created,
+            "status": stored.get("status") if stored else None,
+        }
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_text(report))
+    return EXIT_OK
+
+
+def _identifier(report: dict[str, Any], base_url: str) -> dict[str, str]:
+    from .task import task_identifier
+
+    return task_identifier(report, base_url)
+
+
+def cmd_rulesets(args: argparse.Namespace) -> int:
+    for rs in available_rulesets().values():
+        n = len(rs.indications)
+        sys.stdout.write(f"{rs.id}\tversion {rs.version}\t{n} indications\t{rs.title}\n\tsource: {rs.source}\n")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ivig-check", description="IVIG/SCIG coverage check on FHIR R4 records")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    ev = sub.add_parser("evaluate", help="evaluate a patient Bundle or a patient on a FHIR server")
+    ev.add_argument("bundle", nargs="?", help="FHIR R4 Bundle JSON file, or - for standard input")
+    ev.add_argument("--ruleset", help=f"ruleset id (default: $IVIG_RULESET or {DEFAULT_RULESET})")
+    ev.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today)")
+    ev.add_argument("--format", choices=["json", "text"], default="text")
+    ev.add_argument("--task-out", metavar="FILE", help="write the Task that would be written back")
+    ev.add_argument("--fhir-base", metavar="URL", help="FHIR R4 base URL to read the patient from")
+    ev.add_argument("--patient", metavar="ID", help="patient id on the FHIR server")
+    ev.add_argument("--bearer-token", metavar="T", default=os.environ.get("IVIG_BEARER_TOKEN"),
+                    help="access token for the FHIR server (or $IVIG_BEARER_TOKEN)")
+    ev.add_argument("--write-task", action="store_true", help="create or update the Task on the server")
+    ev.set_defaults(func=cmd_evaluate)
+    rs = sub.add_parser("rulesets", help="list available rulesets")
+    rs.set_defaults(func=cmd_rulesets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("IVIG_LOG_LEVEL", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        print(f"ivig-check: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (BundleError, RulesetError, TerminologyError) as exc:
+        print(f"ivig-check: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FhirError as exc:
+        print(f"ivig-check: {exc}", file=sys.stderr)
+        return EXIT_SERVER
+    except OSError as exc:  # e.g. --task-out into a missing directory
+        print(f"ivig-check: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Evaluation: facts + ruleset + as-of date -> determination per indication.
+
+The output is a pure function of (facts, ruleset, as_of): no clock, no I/O.
+Determination order and primary-indication choice follow CONTRACT §2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from fhir_mappings.facts import Diagnosis, PatientFacts
+
+from . import model as m
+from .checks import (
+    MET,
+    MISSING,
+    NA,
+    NOT_MET,
+    Context,
+    DoseResult,
+    Missing,
+    Result,
+    evaluate_check,
+)
+from .timeline import Timeline, build_timeline, latest_weight
+
+COVERED = ("labeled", "off-label")
+COVERAGE_RANK = {"labeled": 0, "off-label": 1, "experimental": 2, "unlisted": 3}
+DETERMINATION_RANK = {"criteria-met": 0, "documentation-missing": 1, "criteria-not-met": 2, "not-covered": 3}
+WEIGHT_WINDOW_DAYS = 90
+
+
+@dataclass
+class CriterionResult:
+    criterion: m.Criterion
+    result: Result
+
+
+@dataclass
+class IndicationResult:
+    indication: m.Indication
+    diagnoses: list[Diagnosis]
+    named_by_order: bool
+    criteria: list[CriterionResult]
+    determination: str
+    missing: list[Missing]
+    dose: DoseResult
+
+
+@dataclass
+class Evaluation:
+    ruleset: m.Ruleset
+    as_of: date
+    facts: PatientFacts
+    timeline: Timeline
+    primary: IndicationResult | None
+    others: list[IndicationResult]
+    determination: str
+    missing: list[Missing]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def dose(self) -> DoseResult:
+        if self.primary is not None:
+            return self.primary.dose
+        return compute_dose(self.facts, self.timeline, None)
+
+
+# --- dose --------------------------------------------------------------------------------------
+def compute_dose(facts: PatientFacts, tl: Timeline, rng: m.DoseRange | None) -> DoseResult:
+    order = tl.order
+    if order is None:
+        return DoseResult("not-applicable")
+    weight, _ = latest_weight(facts, tl.as_of, WEIGHT_WINDOW_DAYS)
+    if rng is not None:
+        basis = rng.basis
+    else:
+        basis = "per-course" if order.course_count or not order.interval_days else "per-4-weeks"
+    limits: tuple[float, float] | None = None
+    if rng is not None:
+        limits = rng.range_mg_per_kg
+        if order.route == "SC" and rng.sc_range_mg_per_kg_per_week:
+            lo, hi = rng.sc_range_mg_per_kg_per_week
+            limits = (lo * 4, hi * 4)  # weekly SCIG range expressed per 4 weeks
+    result = DoseResult("unknown", basis, weight, None, limits)
+
+    per_dose = order.dose_mg_per_kg
+    if per_dose is None:
+        if order.dose_g is None:
+            result.note = "the order's dose could not be read"
+            return result
+        if weight is None or not weight.value:
+            result.note = f"no body weight in the {WEIGHT_WINDOW_DAYS} days before {tl.as_of.isoformat()}"
+            return result
+        per_dose = order.dose_g * 1000 / weight.value
+    if basis == "per-4-weeks":
+        if not order.interval_days:
+            result.note = "the order has no dosing interval"
+            return result
+        mg_per_kg = per_dose * 28 / order.interval_days
+    else:
+        mg_per_kg = per_dose * (order.course_count or 1)
+    result.mg_per_kg = round(mg_per_kg, 1)
+    if limits is None:
+        result.note = "the policy gives no dose range for this indication"
+        return result
+    shown = round(mg_per_kg)
+    if shown > limits[1]:
+        result.status = "above-range"
+    elif shown < limits[0]:
+        result.status = "below-range"
+    else:
+        result.status = "within-range"
+    return result
+
+
+# --- indications -------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "diagnosis"
+
+
+def _unlisted(dx_label: str, ruleset: m.Ruleset) -> m.Indication:
+    return m.Indication.model_construct(
+        id=f"unlisted-{_slug(dx_label)}",
+        label=dx_label,
+        coverage="unlisted",
+        diagnoses=[],
+        also_requires=[],
+        source=f"not listed in {ruleset.title}",
+        dose=None,
+        criteria=[],
+        note="",
+    )
+
+
+def _active(facts: PatientFacts, as_of: date) -> list[Diagnosis]:
+    return [d for d in facts.diagnoses if d.active and (d.when is None or d.when <= as_of)]
+
+
+def match_indications(
+    facts: PatientFacts, ruleset: m.Ruleset, tl: Timeline
+) -> list[tuple[m.Indication, list[Diagnosis], bool]]:
+    """Indications the record supports: (indication, its diagnoses, named by the order)."""
+    active = _active(facts, tl.as_of)
+    order = tl.order
+    reason_refs = set(order.reason_refs) if order else set()
+    reason_vs = set(order.reason_valuesets) if order else set()
+    out = []
+    for ind in ruleset.indications:
+        dx = [d for d in active if d.valuesets & set(ind.diagnoses)]
+        named_codes = bool(reason_vs & set(ind.diagnoses))
+        if not dx and not named_codes:
+            continue
+        if any(not any(vs in d.valuesets for d in active) for vs in ind.also_requires):
+            continue
+        named = named_codes or any(d.ref in reason_refs for d in dx)
+        out.append((ind, dx, named))
+    # The order names a diagnosis the ruleset does not list at all: an unlisted indication.
+    if order is not None and not any(named for _, _, named in out):
+        known = {vs for ind in ruleset.indications for vs in ind.diagnoses}
+        for d in active:
+            if d.ref in reason_refs and not (d.valuesets & known):
+                out.append((_unlisted(d.display or d.code, ruleset), [d], True))
+        if not reason_refs:
+            for system, code, display in order.reason_codes:
+                if code or display:
+                    label = display or code
+                    if not (order.reason_valuesets & known):
+                        out.append((_unlisted(label, ruleset), [], True))
+                    break
+    return out
+
+
+def _merge_missing(items: list[Missing]) -> list[Missing]:
+    merged: dict[str, list[str]] = {}
+    for item in items:
+        details = merged.setdefault(item.code, [])
+        if item.detail and item.detail not in details:
+            details.append(item.detail)
+    return [Missing(code, " ".join(details)) for code, details in merged.items()]
+
+
+def evaluate_indication(
+    facts: PatientFacts,
+    ruleset: m.Ruleset,
+    tl: Timeline,
+    ind: m.Indication,
+    diagnoses: list[Diagnosis],
+    named: bool,
+) -> IndicationResult:
+    dose = compute_dose(facts, tl, ind.dose)
+    ctx = Context(facts, tl, ind, diagnoses, dose)
+    if ind.coverage in COVERED:
+        criteria = [*ind.criteria, *ruleset.common_criteria]
+    else:
+        criteria = list(ruleset.not_covered_criteria)
+    results = []
+    for crit in criteria:
+        if tl.status not in crit.applies_to:
+            results.append(CriterionResult(crit, Result(NA, detail=f"applies to {', '.join(crit.applies_to)} only")))
+            continue
+        results.append(CriterionResult(crit, evaluate_check(crit.check, ctx)))
+    statuses = {r.result.status for r in results}
+    if ind.coverage not in COVERED:
+        determination = "not-covered"
+    elif NOT_MET in statuses:
+        determination = "criteria-not-met"
+    elif MISSING in statuses:
+        determination = "documentation-missing"
+    else:
+        determination = "criteria-met"
+    missing = _merge_missing([x for r in results if r.result.status == MISSING for x in r.result.missing])
+    return IndicationResult(ind, diagnoses, named, results, determination, missing, dose)
+
+
+def _rank(res: IndicationResult, index: int) -> tuple:
+    return (
+        COVERAGE_RANK[res.indication.coverage],
+        DETERMINATION_RANK[res.determination],
+        len(res.missing),
+        index,
+    )
+
+
+def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date) -> Evaluation:
+    tl = build_timeline(facts, as_of)
+    matched = match_indications(facts, ruleset, tl)
+    results = [evaluate_indication(facts, ruleset, tl, ind, dx, named) for ind, dx, named in matched]
+    warnings = list(facts.warnings)
+    if tl.on_therapy_unknown_start and any(lab.value is not None for lab in facts.lab("igg_total")):
+        warnings.append(
+            "The patient is already on immune globulin and no start date is documented: the "
+            "IgG values found may be on-therapy troughs, not pre-treatment baselines."
+        )
+    if not results:
+        return Evaluation(ruleset, as_of, facts, tl, None, [], "no-indication",
+                          [Missing("indication", "No active, confirmed diagnosis that "
+                                   f"{ruleset.title} lists for immune globulin is documented.")],
+                          warnings)
+    ranked = sorted(range(len(results)), key=lambda i: (not results[i].named_by_order, _rank(results[i], i)))
+    primary = results[ranked[0]]
+    others = [results[i] for i in ranked[1:]]
+    return Evaluation(ruleset, as_of, facts, tl, primary, others, primary.determination,
+                      primary.missing, warnings)
+
+
+__all__ = ["Evaluation", "IndicationResult", "CriterionResult", "evaluate", "compute_dose", "MET", "NA"]

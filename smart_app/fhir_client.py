@@ -1,0 +1,300 @@
+"""A small FHIR R4 REST client on ``requests``: the only module here that talks to a server.
+
+* Independent searches run concurrently, so a patient costs about one round trip.
+* ``next`` links are followed (bounded, and a link seen twice stops the loop).
+* 429 and 5xx answers and timeouts are retried with exponential backoff, honouring
+  ``Retry-After``; other errors are raised at once as ``FhirError`` subclasses whose
+  message is one human-readable line without PHI.
+* A search the token may not run (401/403) marks the type "not accessible", which the
+  report shows as such and never as "missing".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import requests
+
+from fhir_mappings.bundle import PatientRecord, operation_outcome_message
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+# (resource type, search parameters) fetched for one patient.
+PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
+    ("Observation", "patient={pid}&_count=200"),
+    ("Condition", "patient={pid}&_count=200"),
+    ("MedicationRequest", "patient={pid}&_include=MedicationRequest:medication&_count=200"),
+    ("MedicationAdministration", "patient={pid}&_count=200"),
+    ("MedicationDispense", "patient={pid}&_count=200"),
+    ("MedicationStatement", "patient={pid}&_count=200"),
+    ("Immunization", "patient={pid}&_count=200"),
+    ("Procedure", "patient={pid}&_count=200"),
+    ("DiagnosticReport", "patient={pid}&_count=200"),
+    ("AllergyIntolerance", "patient={pid}&_count=200"),
+)
+MAX_PAGES = 50
+
+
+class FhirError(Exception):
+    """A FHIR server could not be used. ``str()`` is safe to show to a user."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class FhirUnreachable(FhirError):
+    """Network failure, timeout, or retries exhausted: worth trying again later."""
+
+
+class FhirRefused(FhirError):
+    """The server answered with an error that retrying will not fix (4xx)."""
+
+
+class FhirAuthError(FhirRefused):
+    """401: the token is missing, expired or revoked."""
+
+
+class PreconditionFailed(FhirRefused):
+    """412: a conditional write lost a race (stale version, or the match changed)."""
+
+
+@dataclass
+class FhirClient:
+    base_url: str
+    token: str | None = None
+    timeout: float = 15.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_workers: int = 10
+    session: requests.Session = field(default_factory=requests.Session)
+    on_unauthorized: Callable[[], str | None] | None = None  # refresh hook: returns a new token
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/") + "/"
+
+    # --- low level ------------------------------------------------------------------------
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": FHIR_JSON}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base_url, path)
+
+    def request(self, method: str, path_or_url: str, *, body: Any = None,
+                headers: dict[str, str] | None = None) -> requests.Response:
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.url(path_or_url)
+        data = json.dumps(body) if body is not None else None
+        extra = dict(headers or {})
+        if data is not None:
+            extra.setdefault("Content-Type", FHIR_JSON)
+        refreshed = False
+        attempt = 0
+        while True:
+            try:
+                resp = self.session.request(method, url, data=data, headers=self._headers(extra),
+                                            timeout=self.timeout)
+            except requests.Timeout as exc:
+                if attempt < self.retries:
+                    self.sleep(self.backoff * 2**attempt)
+                    attempt += 1
+                    continue
+                raise FhirUnreachable(f"FHIR server did not answer within {self.timeout:g} s") from exc
+            except requests.RequestException as exc:
+                if attempt < self.retries:
+                    self.sleep(self.backoff * 2**attempt)
+                    attempt += 1
+                    continue
+                raise FhirUnreachable(f"FHIR server unreachable ({type(exc).__name__})") from exc
+            if resp.status_code == 429 or resp.status_code >= 500:
+                if attempt < self.retries:
+                    self.sleep(_retry_after(resp, self.backoff * 2**attempt))
+                    attempt += 1
+                    continue
+                raise FhirUnreachable(
+                    f"FHIR server answered {resp.status_code} after {self.retries + 1} attempts",
+                    resp.status_code,
+                )
+            if resp.status_code == 401 and self.on_unauthorized and not refreshed:
+                new = self.on_unauthorized()
+                refreshed = True
+                if new:
+                    self.token = new
+                    continue
+            if resp.status_code == 401:
+                raise FhirAuthError("FHIR server refused the access token (401)", 401)
+            if resp.status_code == 412:
+                raise PreconditionFailed("FHIR server rejected a conditional write (412)", 412)
+            if resp.status_code >= 400:
+                raise FhirRefused(f"FHIR server answered {resp.status_code}: {_oo_text(resp)}",
+                                  resp.status_code)
+            return resp
+
+    def json(self, method: str, path_or_url: str, **kw: Any) -> Any:
+        resp = self.request(method, path_or_url, **kw)
+        if not resp.content:
+            return None
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise FhirRefused("FHIR server sent a response that is not JSON", resp.status_code) from exc
+        return data
+
+    # --- reads ----------------------------------------------------------------------------
+    def read(self, rtype: str, rid: str) -> dict[str, Any]:
+        data = self.json("GET", f"{rtype}/{quote(rid, safe='')}")
+        if not isinstance(data, dict) or data.get("resourceType") != rtype:
+            if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
+                raise FhirRefused(f"FHIR server sent an OperationOutcome: {operation_outcome_message(data)}")
+            raise FhirRefused(f"FHIR server did not return a {rtype}")
+        return data
+
+    def search_all(self, path: str) -> list[dict[str, Any]]:
+        """Every resource of a search, following ``next`` links (bounded, loop-safe)."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        url: str | None = path
+        pages = 0
+        while url:
+            if url in seen:
+                log.warning("search paging loop detected; stopped")
+                break
+            seen.add(url)
+            pages += 1
+            if pages > MAX_PAGES:
+                raise FhirRefused(f"search returned more than {MAX_PAGES} pages; stopped")
+            bundle = self.json("GET", url)
+            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                if isinstance(bundle, dict) and bundle.get("resourceType") == "OperationOutcome":
+                    raise FhirRefused(
+                        f"FHIR server sent an OperationOutcome: {operation_outcome_message(bundle)}"
+                    )
+                raise FhirRefused("FHIR server answered a search without a Bundle")
+            for entry in bundle.get("entry") or []:
+                res = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(res, dict) and res.get("resourceType") not in (None, "OperationOutcome"):
+                    out.append(res)
+            url = next(
+                (lk.get("url") for lk in bundle.get("link") or []
+                 if isinstance(lk, dict) and lk.get("relation") == "next"),
+                None,
+            )
+        return out
+
+    def patient_record(self, patient_id: str,
+                       searches: tuple[tuple[str, str], ...] = PATIENT_SEARCHES,
+                       readable: set[str] | None = None) -> PatientRecord:
+        """The Patient and every resource the criteria use, fetched concurrently.
+
+        ``readable``: resource types the granted scopes allow (None = all); others are
+        marked not accessible without asking.
+        """
+        pid = quote(patient_id, safe="")
+        wanted = [(t, q) for t, q in searches if readable is None or t in readable]
+        not_accessible = {t for t, _ in searches if readable is not None and t not in readable}
+
+        def run(item: tuple[str, str]) -> tuple[str, list[dict[str, Any]] | None]:
+            rtype, query = item
+            try:
+                return rtype, self.search_all(f"{rtype}?{query.format(pid=pid)}")
+            except FhirRefused as exc:
+                if exc.status in {401, 403} and not isinstance(exc, FhirAuthError):
+                    return rtype, None
+                if exc.status == 403:
+                    return rtype, None
+                raise
+
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(wanted) + 1)) as pool:
+            patient_future = pool.submit(self.read, "Patient", patient_id)
+            results = list(pool.map(run, wanted))
+            patient = patient_future.result()
+        resources: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for rtype, found in results:
+            if found is None:
+                not_accessible.add(rtype)
+                continue
+            for res in found:
+                key = f"{res.get('resourceType')}/{res.get('id')}"
+                if key not in seen:
+                    seen.add(key)
+                    resources.append(res)
+        return PatientRecord(patient=patient, resources=resources, not_accessible=not_accessible)
+
+    # --- Task write-back --------------------------------------------------------------------
+    def upsert_task(self, task: dict[str, Any], build: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+                    ) -> tuple[dict[str, Any] | None, bool]:
+        """Create the Task if none has its identifier, else update it in place.
+
+        ``build(existing)`` makes the Task body given the stored one (or None). Creation is a
+        conditional create (``If-None-Exist``); an update carries ``If-Match`` with the
+        stored version, and a 412 (someone else wrote first) re-reads and retries, so two
+        concurrent evaluations never produce two Tasks. Returns (task, created).
+        """
+        ident = task["identifier"][0]
+        query = f"identifier={quote(ident['system'], safe='')}|{quote(ident['value'], safe='')}"
+        for _ in range(5):
+            existing = self.search_all(f"Task?{query}")
+            if len(existing) > 1:
+                log.warning("more than one Task carries the same identifier; updating the first")
+            current = existing[0] if existing else None
+            body = build(current)
+            if body is None:
+                return None, False
+            try:
+                if current is None:
+                    resp = self.request("POST", "Task", body=body, headers={"If-None-Exist": query})
+                    created = resp.status_code == 201
+                    stored = _body_or_none(resp)
+                    if stored is None or stored.get("resourceType") != "Task":
+                        stored = (self.search_all(f"Task?{query}") or [body])[0]
+                    if not created:  # 200: a Task with this identifier already existed
+                        continue
+                    return stored, True
+                version = (current.get("meta") or {}).get("versionId")
+                headers = {"If-Match": f'W/"{version}"'} if version else {}
+                body["id"] = current["id"]
+                resp = self.request("PUT", f"Task/{quote(current['id'], safe='')}", body=body,
+                                    headers=headers)
+                stored = _body_or_none(resp) or body
+                return stored, False
+            except PreconditionFailed:
+                continue
+        raise FhirRefused("could not write the Task: it kept changing on the server (412)")
+
+
+def _body_or_none(resp: requests.Response) -> dict[str, Any] | None:
+    try:
+        data = resp.json() if resp.content else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _retry_after(resp: requests.Response, default: float) -> float:
+    value = resp.headers.get("Retry-After")
+    if value and value.strip().isdigit():
+        return min(float(value), 30.0)
+    return default
+
+
+def _oo_text(resp: requests.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return "no details"
+    if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
+        return operation_outcome_message(data)
+    return "no details"

@@ -1,0 +1,178 @@
+"""The report (CONTRACT §2) as a JSON-ready dict, and a readable text form. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_mappings.dates import years_between
+
+from .engine.checks import Result
+from .engine.evaluate import Evaluation, IndicationResult
+from .engine.model import documentation_codes
+
+REPORT_VERSION = "1"
+
+
+def _result_json(result: Result) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "evidence": [{"reference": e.reference, "summary": e.summary} for e in result.evidence],
+        "detail": result.detail,
+    }
+
+
+def _missing_json(items) -> list[dict[str, str]]:
+    codes = documentation_codes()
+    return [
+        {"code": x.code, "display": codes[x.code].display if x.code in codes else x.code, "detail": x.detail}
+        for x in items
+    ]
+
+
+def _criteria_json(res: IndicationResult) -> list[dict[str, Any]]:
+    out = []
+    for cr in res.criteria:
+        item = {
+            "id": cr.criterion.id,
+            "description": cr.criterion.description,
+            **_result_json(cr.result),
+            "source": cr.criterion.source,
+        }
+        if cr.result.components:
+            item["components"] = [_result_json(c) for c in cr.result.components]
+        if cr.result.missing and cr.result.status == "missing":
+            item["missing"] = [x.code for x in cr.result.missing]
+        out.append(item)
+    return out
+
+
+def _indication_json(res: IndicationResult) -> dict[str, Any]:
+    ind = res.indication
+    return {
+        "id": ind.id,
+        "label": ind.label,
+        "coverage": ind.coverage,
+        "evidence": [d.ref for d in res.diagnoses],
+        "source": ind.source,
+        "named_by_order": res.named_by_order,
+    }
+
+
+def dose_json(ev: Evaluation) -> dict[str, Any]:
+    dose = ev.dose
+    return {
+        "status": dose.status,
+        "basis": dose.basis,
+        "weight_kg": round(dose.weight.value, 1) if dose.weight and dose.weight.value else None,
+        "weight_date": dose.weight.date.isoformat() if dose.weight and dose.weight.date else None,
+        "weight_reference": dose.weight.ref if dose.weight else None,
+        "mg_per_kg": round(dose.mg_per_kg) if dose.mg_per_kg is not None else None,
+        "range_mg_per_kg": list(dose.range_mg_per_kg) if dose.range_mg_per_kg else None,
+        "note": dose.note,
+    }
+
+
+def build_report(ev: Evaluation) -> dict[str, Any]:
+    facts, tl = ev.facts, ev.timeline
+    order = tl.order
+    age = years_between(facts.birth_date, ev.as_of) if facts.birth_date else None
+    report: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "as_of": ev.as_of.isoformat(),
+        "ruleset": {
+            "id": ev.ruleset.id,
+            "version": ev.ruleset.version,
+            "title": ev.ruleset.title,
+            "source": ev.ruleset.source,
+        },
+        "patient": {"reference": facts.patient_ref, "age_years": age},
+        "order": None
+        if order is None
+        else {
+            "reference": order.ref,
+            "status": order.status,
+            "product": order.product,
+            "route": order.route,
+            "dose_g": round(order.dose_g, 2) if order.dose_g is not None else None,
+            "dose_mg_per_kg": order.dose_mg_per_kg,
+            "interval_days": round(order.interval_days, 2) if order.interval_days else None,
+            "course_doses": order.course_count,
+            "dose_note": order.dose_note,
+        },
+        "therapy": {
+            "status": tl.status,
+            "first_dose_date": tl.first_dose.isoformat() if tl.first_dose else None,
+            "first_dose_reference": tl.first_dose_ref,
+            "prior_exposure": list(tl.exposure_refs),
+        },
+        "indication": _indication_json(ev.primary) if ev.primary else None,
+        "determination": ev.determination,
+        "criteria": _criteria_json(ev.primary) if ev.primary else [],
+        "missing_documentation": _missing_json(ev.missing),
+        "dose_check": dose_json(ev),
+        "other_indications": [
+            {
+                **_indication_json(o),
+                "determination": o.determination,
+                "criteria": _criteria_json(o),
+                "missing_documentation": _missing_json(o.missing),
+            }
+            for o in ev.others
+        ],
+        "warnings": list(ev.warnings),
+        "not_accessible": sorted(facts.not_accessible),
+    }
+    return report
+
+
+STATUS_MARK = {"met": "[met]    ", "not-met": "[NOT MET]", "missing": "[missing]", "not-applicable": "[n/a]    "}
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """A plain-text rendering for terminals and pipeline logs of the clinician's view."""
+    lines = []
+    rs = report["ruleset"]
+    lines.append(f"IVIG coverage check — {rs['id']} (version {rs['version']}), as of {report['as_of']}")
+    ind = report["indication"]
+    if ind:
+        lines.append(f"Indication: {ind['label']} [{ind['coverage']}] ({', '.join(ind['evidence']) or 'named by the order'})")
+    order = report["order"]
+    if order:
+        dose = f"{order['dose_g']:g} g" if order["dose_g"] is not None else (
+            f"{order['dose_mg_per_kg']:g} mg/kg" if order["dose_mg_per_kg"] is not None else "dose unknown")
+        every = f" every {order['interval_days']:g} days" if order["interval_days"] else ""
+        lines.append(f"Order: {order['product']} {order['route'] or ''} {dose}{every} ({order['reference']})")
+    th = report["therapy"]
+    lines.append(f"Therapy: {th['status']}, first dose {th['first_dose_date'] or 'not documented'}")
+    lines.append(f"Determination: {report['determination'].upper()}")
+    lines.append("")
+    for c in report["criteria"]:
+        lines.append(f"  {STATUS_MARK.get(c['status'], c['status'])} {c['description']}")
+        for e in c["evidence"][:4]:
+            lines.append(f"             - {e['summary']} ({e['reference']})")
+    dc = report["dose_check"]
+    if dc["status"] != "not-applicable":
+        rng = dc["range_mg_per_kg"]
+        lines.append("")
+        lines.append(
+            f"Dose check: {dc['status']}"
+            + (f", {dc['mg_per_kg']} mg/kg ({dc['basis']})" if dc["mg_per_kg"] is not None else "")
+            + (f", range {rng[0]:g}–{rng[1]:g}" if rng else "")
+            + (f", weight {dc['weight_kg']} kg on {dc['weight_date']}" if dc["weight_kg"] else "")
+            + (f" — {dc['note']}" if dc.get("note") else "")
+        )
+    if report["missing_documentation"]:
+        lines.append("")
+        lines.append("Missing documentation:")
+        for item in report["missing_documentation"]:
+            lines.append(f"  [ ] {item['code']}: {item['display']} — {item['detail']}")
+    if report["other_indications"]:
+        lines.append("")
+        lines.append("Other indications in the record:")
+        for o in report["other_indications"]:
+            lines.append(f"  - {o['label']} [{o['coverage']}]: {o['determination']}")
+    if report["warnings"]:
+        lines.append("")
+        lines.append("Warnings:")
+        lines.extend(f"  ! {w}" for w in report["warnings"])
+    return "\n".join(lines) + "\n"

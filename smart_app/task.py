@@ -1,0 +1,126 @@
+"""The FHIR R4 Task written back to the EHR (CONTRACT §3). Pure: report in, Task out.
+
+One Task per patient + indication + ruleset, found again by a deterministic identifier
+(a hash, so the identifier itself carries no patient id). Every Task is validated with
+``fhir.resources.R4B`` before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+from typing import Any
+
+from fhir.resources.R4B.task import Task
+
+DEFAULT_BASE_URL = "http://localhost:8000"
+TASK_STATUSES = {"requested", "completed"}
+
+
+def codesystem_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/fhir/CodeSystem/ivig-documentation"
+
+
+def indication_system(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/fhir/CodeSystem/ivig-indication"
+
+
+def identifier_system(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/fhir/NamingSystem/ivig-coverage-task"
+
+
+def task_identifier(report: dict[str, Any], base_url: str) -> dict[str, str]:
+    indication = report["indication"]["id"] if report.get("indication") else "no-indication"
+    key = "|".join([report["patient"]["reference"], indication, report["ruleset"]["id"]])
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    return {"system": identifier_system(base_url), "value": digest}
+
+
+def _timestamp(now: datetime | None, as_of: str) -> str:
+    if now is None:
+        return date.fromisoformat(as_of).isoformat()
+    return now.isoformat(timespec="seconds")
+
+
+def build_task(
+    report: dict[str, Any],
+    base_url: str = DEFAULT_BASE_URL,
+    *,
+    now: datetime | None = None,
+    requester: str | None = None,
+    existing: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The Task for this report, or None when nothing is missing and no Task exists yet.
+
+    ``existing``: the Task already on the server (same identifier); its id, authoredOn and
+    requester are kept, and it becomes ``completed`` when nothing is missing any more.
+    ``now``: the write time; None (the CLI) uses the as-of date so output is reproducible.
+    """
+    missing = report["missing_documentation"]
+    if not missing and existing is None:
+        return None
+    cs = codesystem_url(base_url)
+    stamp = _timestamp(now, report["as_of"])
+    ruleset = report["ruleset"]
+    indication = report.get("indication")
+    n = len(missing)
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "identifier": [task_identifier(report, base_url)],
+        "status": "requested" if missing else "completed",
+        "intent": "order",
+        "priority": "routine",
+        "code": {
+            "coding": [{"system": cs, "code": "documentation-request",
+                        "display": "Request for documentation supporting IVIG coverage"}],
+            "text": "IVIG coverage documentation request",
+        },
+        "description": (
+            f"IVIG coverage ({ruleset['id']}): {n} documentation item{'s' if n != 1 else ''} missing"
+            if n
+            else f"IVIG coverage ({ruleset['id']}): all required documentation present"
+        ),
+        "for": {"reference": report["patient"]["reference"]},
+        "authoredOn": stamp,
+        "lastModified": stamp,
+        "note": [
+            {
+                "text": f"Determination: {report['determination']} (as of {report['as_of']}). "
+                f"Ruleset {ruleset['id']} version {ruleset['version']}: {ruleset['source']}"
+            }
+        ],
+    }
+    if report.get("order"):
+        task["focus"] = {"reference": report["order"]["reference"]}
+    if requester:
+        task["requester"] = {"reference": requester}
+    if indication:
+        task["reasonCode"] = {
+            "coding": [{"system": indication_system(base_url), "code": indication["id"],
+                        "display": indication["label"][:200]}],
+            "text": indication["label"],
+        }
+    else:
+        task["reasonCode"] = {"text": "No IVIG-relevant indication documented"}
+    if missing:
+        task["input"] = [
+            {
+                "type": {"coding": [{"system": cs, "code": item["code"], "display": item["display"]}],
+                         "text": item["display"]},
+                "valueString": item["detail"] or item["display"],
+            }
+            for item in missing
+        ]
+    if existing is not None:
+        for key in ("id", "authoredOn", "requester"):
+            if existing.get(key):
+                task[key] = existing[key]
+    validate_task(task)
+    return task
+
+
+def validate_task(task: dict[str, Any]) -> None:
+    """Raise ValueError unless the Task is valid FHIR R4 (structure and the codes we use)."""
+    Task.model_validate(task)  # pydantic ValidationError is a ValueError
+    if task["status"] not in TASK_STATUSES or task["intent"] != "order":
+        raise ValueError(f"Task status/intent not allowed: {task['status']}/{task['intent']}")
