@@ -37,6 +37,7 @@ EXCLUDED_OBSERVATION_STATUS = {"entered-in-error", "cancelled", "preliminary", "
 EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 EXCLUDED_EVENT_STATUS = {"entered-in-error", "not-done", "cancelled"}
 SEVERE_SNOMED = "24484000"
+DOCUMENTED_FAILURE = "documented_failure"  # tag, not a value set: see _therapy_from_medication
 
 # Lab value sets and the canonical unit each is converted to (None: kept as reported).
 LAB_UNITS: dict[str, tuple[str, Callable[[float, str | None], float | None]] | None] = {
@@ -483,6 +484,10 @@ class _Reader:
 
     def _therapy_from_medication(self, res: dict[str, Any], cc: Any, ref: str, *keys: str) -> None:
         vs = self.therapy_valuesets(cc, ref)
+        if not vs and res.get("status") == "stopped" and _notes(res):
+            # Any medication stopped with a stated reason: evidence of a failed or
+            # intolerable therapy for indications whose standard therapy no list names.
+            vs = frozenset({DOCUMENTED_FAILURE})
         if vs:
             self.facts.therapies.append(
                 Therapy(ref, vs, "medication", str(res.get("status", "unknown")),

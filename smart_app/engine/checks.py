@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from fhir_mappings.dates import years_between
 from fhir_mappings.facts import Diagnosis, Lab, PatientFacts, Therapy
+from fhir_mappings.normalize import DOCUMENTED_FAILURE
 
 from . import model as m
 from .timeline import Timeline, igg_results, latest_weight, pretreatment_igg
@@ -136,6 +137,13 @@ def check_igg(c: m.IggCheck, ctx: Context) -> Result:
                           "bound; document the measured value.")])
         return Result(MET if ok else NOT_MET, ev,
                       detail=f"latest IgG {lab.shown()} vs. < {c.below_mg_dl:g} mg/dL")
+    if c.normal:
+        if lab.low:
+            return Result(NOT_MET, ev, detail=f"IgG {lab.shown()} is below the laboratory's range")
+        if lab.ref_low is None:
+            return Result(MISSING, ev, [Missing(c.missing, "Document the IgG with the "
+                          "laboratory's age-specific reference range to show it is normal.")])
+        return Result(MET, ev, detail=f"IgG {lab.shown()} within the laboratory's range")
     assert c.at_least_mg_dl is not None
     if lab.comparator in {"<", "<="} and value > c.at_least_mg_dl:
         return Result(MISSING, ev, [Missing(c.missing, "IgG was reported only as an upper "
@@ -349,6 +357,8 @@ FAILED_STATUSES = {"stopped", "completed", "cancelled", "on-hold", "not-taken"}
 
 def check_prior_therapy(c: m.PriorTherapyCheck, ctx: Context) -> Result:
     wanted = set(c.valuesets)
+    if c.any_documented_failure:
+        wanted.add(DOCUMENTED_FAILURE)
     tried = [t for t in ctx.facts.therapies if wanted & t.valuesets]
     good = [
         t for t in tried
@@ -360,7 +370,7 @@ def check_prior_therapy(c: m.PriorTherapyCheck, ctx: Context) -> Result:
         return Result(MET, [therapy_evidence(t) for t in good])
     return Result(MISSING, [therapy_evidence(t) for t in tried], [Missing(c.missing,
                   "Document that standard therapy failed, was not tolerated or is "
-                  f"contraindicated ({', '.join(sorted(wanted))}).")])
+                  f"contraindicated ({', '.join(sorted(wanted - {DOCUMENTED_FAILURE}))}).")])
 
 
 def check_severity(c: m.SeverityCheck, ctx: Context) -> Result:
@@ -375,11 +385,37 @@ def check_severity(c: m.SeverityCheck, ctx: Context) -> Result:
 def check_diagnosis_age(c: m.DiagnosisAgeCheck, ctx: Context) -> Result:
     dated = [d for d in ctx.diagnoses if d.when is not None]
     if not dated:
-        return Result(MISSING, [], [Missing(c.missing, "Record the date of diagnosis.")])
+        return Result(MISSING, [dx_evidence(d) for d in ctx.diagnoses[:1]],
+                      [Missing(c.missing, "Record the date of diagnosis (onset or recorded date).")])
     first = min(dated, key=lambda d: d.when)
     days = (ctx.as_of - first.when).days
-    return Result(MET if days > c.min_days else NOT_MET, [dx_evidence(first)],
-                  detail=f"{days} days since diagnosis (needs more than {c.min_days})")
+    ok = (c.min_days is None or days > c.min_days) and (c.max_days is None or days <= c.max_days)
+    needs = []
+    if c.min_days is not None:
+        needs.append(f"more than {c.min_days}")
+    if c.max_days is not None:
+        needs.append(f"at most {c.max_days}")
+    return Result(MET if ok else NOT_MET, [dx_evidence(first)],
+                  detail=f"{days} days since {first.display or first.code} (needs {' and '.join(needs)})")
+
+
+def check_reevaluation(c: m.ReevaluationCheck, ctx: Context) -> Result:
+    if ctx.tl.status != "continuation":
+        return Result(NA)
+    start = ctx.tl.first_dose
+    if start is None:
+        return Result(MISSING, [], [Missing("ivig-start-date", "The re-evaluation deadline "
+                      "(18 months after starting) cannot be checked without the start date.")])
+    if (ctx.as_of - start).days <= c.after_days:
+        return Result(NA, detail=f"within {c.after_days} days of starting therapy")
+    kinds = ("pneumococcal_igg", "tetanus_igg", "diphtheria_igg")
+    retested = [x for k in kinds for x in ctx.facts.lab(k) if x.date is not None and start < x.date <= ctx.as_of]
+    if retested:
+        return Result(MET, [lab_evidence(x) for x in retested[-3:]],
+                      detail="antibody response re-tested after therapy began")
+    return Result(MISSING, [], [Missing(c.missing, "Therapy began more than 18 months ago: "
+                  "re-assess the response to protein and polysaccharide antigens after at least "
+                  "four months off immune globulin (Re-Evaluation Table).")])
 
 
 # --- aaaai-pi specifics ------------------------------------------------------------------------
@@ -503,6 +539,7 @@ LEAF: dict[type, Callable[..., Result]] = {
     m.PriorTherapyCheck: check_prior_therapy,
     m.SeverityCheck: check_severity,
     m.DiagnosisAgeCheck: check_diagnosis_age,
+    m.ReevaluationCheck: check_reevaluation,
     m.SecondaryCausesCheck: check_secondary_causes,
     m.StartDateCheck: check_start_date,
     m.ClinicalResponseCheck: check_clinical_response,

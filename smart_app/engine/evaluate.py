@@ -128,6 +128,7 @@ def _unlisted(dx_label: str, ruleset: m.Ruleset) -> m.Indication:
         coverage="unlisted",
         diagnoses=[],
         also_requires=[],
+        excludes=[],
         source=f"not listed in {ruleset.title}",
         dose=None,
         criteria=[],
@@ -149,7 +150,10 @@ def match_indications(
     reason_vs = set(order.reason_valuesets) if order else set()
     out = []
     for ind in ruleset.indications:
-        dx = [d for d in active if d.valuesets & set(ind.diagnoses)]
+        dx = [
+            d for d in active
+            if d.valuesets & set(ind.diagnoses) and not d.valuesets & set(ind.excludes)
+        ]
         named_codes = bool(reason_vs & set(ind.diagnoses))
         if not dx and not named_codes:
             continue
@@ -157,6 +161,17 @@ def match_indications(
             continue
         named = named_codes or any(d.ref in reason_refs for d in dx)
         out.append((ind, dx, named))
+    # An experimental-list diagnosis (e.g. diabetes, asthma) is only the indication when
+    # immune globulin is requested for it: named by the order, or an order that names no
+    # reason while no covered indication is documented. Otherwise it is a comorbidity.
+    any_named = any(named for _, _, named in out)
+    any_covered = any(ind.coverage in COVERED for ind, _, _ in out)
+    out = [
+        (ind, dx, named) for ind, dx, named in out
+        if ind.coverage in COVERED
+        or named
+        or (order is not None and not any_named and not any_covered and not (reason_refs or reason_vs))
+    ]
     # The order names a diagnosis the ruleset does not list at all: an unlisted indication.
     if order is not None and not any(named for _, _, named in out):
         known = {vs for ind in ruleset.indications for vs in ind.diagnoses}

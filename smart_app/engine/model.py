@@ -38,15 +38,17 @@ class IggCheck(Strict):
 
     type: Literal["igg"]
     below_mg_dl: float | None = None  # met when the IgG is below this
-    at_least_mg_dl: float | None = None  # met when the IgG is at least this ("normal IgG")
+    at_least_mg_dl: float | None = None  # met when the IgG is at least this
+    normal: bool = False  # met when not below the laboratory's reference range ("normal IgG")
     timing: Literal["pretreatment", "any"] = "pretreatment"
     below_reference_range_counts: bool = False  # lab range low stands for "2 SD below age mean"
     missing: str = "igg-pretreatment"
 
     @model_validator(mode="after")
     def _one_bound(self) -> IggCheck:
-        if (self.below_mg_dl is None) == (self.at_least_mg_dl is None):
-            raise ValueError("igg check needs exactly one of below_mg_dl / at_least_mg_dl")
+        bounds = [self.below_mg_dl is not None, self.at_least_mg_dl is not None, self.normal]
+        if sum(bounds) != 1:
+            raise ValueError("igg check needs exactly one of below_mg_dl / at_least_mg_dl / normal")
         return self
 
 
@@ -115,6 +117,8 @@ class PriorTherapyCheck(Strict):
     type: Literal["prior_therapy"]
     valuesets: list[str]
     accept_active: bool = False  # "despite treatment with …": an ongoing trial counts
+    # also any medication stopped with a stated reason (indications with no named therapy)
+    any_documented_failure: bool = False
     missing: str = "prior-therapy-failure"
 
 
@@ -124,9 +128,20 @@ class SeverityCheck(Strict):
 
 
 class DiagnosisAgeCheck(Strict):
+    """Days since the indication's diagnosis (or status, e.g. transplant) was first dated."""
+
     type: Literal["diagnosis_age"]
-    min_days: int
+    min_days: int | None = None  # met only when more than this many days have passed
+    max_days: int | None = None  # met only within this many days
     missing: str = "diagnosis-date"
+
+
+class ReevaluationCheck(Strict):
+    """Re-Evaluation Table: continuation beyond 18 months needs re-tested antibody response."""
+
+    type: Literal["reevaluation"]
+    after_days: int = 548
+    missing: str = "vaccine-response"
 
 
 class SecondaryCausesCheck(Strict):
@@ -184,6 +199,7 @@ Check = Annotated[
     | PriorTherapyCheck
     | SeverityCheck
     | DiagnosisAgeCheck
+    | ReevaluationCheck
     | SecondaryCausesCheck
     | StartDateCheck
     | ClinicalResponseCheck
@@ -221,6 +237,7 @@ class Indication(Strict):
     coverage: Coverage
     diagnoses: list[str] = Field(min_length=1)
     also_requires: list[str] = []  # every one of these value sets must be documented too
+    excludes: list[str] = []  # a diagnosis also in one of these belongs to another row
     source: str = Field(min_length=3)
     dose: DoseRange | None = None
     criteria: list[Criterion] = []
@@ -284,7 +301,7 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
         if ind.id in seen_ind:
             problems.append(f"duplicate indication id {ind.id!r}")
         seen_ind.add(ind.id)
-        for vs in [*ind.diagnoses, *ind.also_requires]:
+        for vs in [*ind.diagnoses, *ind.also_requires, *ind.excludes]:
             if vs not in terminology:
                 problems.append(f"indication {ind.id!r}: unknown value set {vs!r}")
     seen_crit: set[str] = set()
