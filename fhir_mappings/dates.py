@@ -19,6 +19,11 @@ _FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:T[0-9:.+\-Z]*)?$"
 def parse_date(value: object) -> date | None:
     if not isinstance(value, str):
         return None
+    if len(value) >= 10 and value[4] == "-" and value[7] == "-" and (len(value) == 10 or value[10] == "T"):
+        try:  # fast path for the common full date / dateTime
+            return date(int(value[0:4]), int(value[5:7]), int(value[8:10]))
+        except ValueError:
+            return None
     m = _FHIR_DATE.match(value.strip())
     if not m:
         return None

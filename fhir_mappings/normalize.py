@@ -200,8 +200,7 @@ class _Reader:
 
     def matches(self, cc: Any, ref: str) -> list[Match]:
         found = self.tx.match_concept(cc)
-        unverified = sorted({m.matched for m in found if not m.concept.verified})
-        if unverified:
+        if found and not all(m.concept.verified for m in found):
             self.warn(f"{ref}: matched on a code marked unverified in the terminology data")
         return found
 

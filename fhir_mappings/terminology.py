@@ -104,16 +104,23 @@ class Terminology:
         self.valuesets = valuesets
         self._exact: dict[tuple[str, str], list[tuple[str, Concept]]] = {}
         self._icd_prefix: dict[str, list[tuple[str, Concept]]] = {}
-        self._text: list[tuple[re.Pattern[str], str, Concept]] = []
+        self._text_terms: dict[str, list[tuple[str, Concept]]] = {}
+        self._coding_cache: dict[tuple[str, str], list[Match]] = {}
         for vs in valuesets.values():
             for c in vs.concepts:
                 if c.system == ICD10CM:
                     self._icd_prefix.setdefault(_norm_icd(c.code), []).append((vs.name, c))
                 elif c.system == TEXT:
-                    pattern = re.compile(r"(?<![a-z0-9])" + re.escape(c.code.lower()) + r"(?![a-z0-9])")
-                    self._text.append((pattern, vs.name, c))
+                    self._text_terms.setdefault(c.code.lower(), []).append((vs.name, c))
                 else:
                     self._exact.setdefault((c.system, c.code.strip()), []).append((vs.name, c))
+
+        # One pass over a text finds every term: an alternation, longest terms first, run at
+        # every position (terms may overlap, e.g. "immune globulin" inside a longer name).
+        terms = sorted(self._text_terms, key=len, reverse=True)
+        self._text_re = re.compile(
+            r"(?<![a-z0-9])(?=(" + "|".join(re.escape(t) for t in terms) + r")(?![a-z0-9]))"
+        ) if terms else None
 
     def __contains__(self, name: str) -> bool:
         return name in self.valuesets
@@ -121,7 +128,15 @@ class Terminology:
     def match_coding(self, system: str | None, code: str | None) -> list[Match]:
         if not system or not code or not isinstance(system, str) or not isinstance(code, str):
             return []
-        system = SYSTEM_ALIASES.get(system, system)
+        key = (system, code)
+        cached = self._coding_cache.get(key)
+        if cached is None:
+            cached = self._match_coding(SYSTEM_ALIASES.get(system, system), code)
+            if len(self._coding_cache) < 100_000:  # bounded: codes seen in practice repeat
+                self._coding_cache[key] = cached
+        return list(cached)
+
+    def _match_coding(self, system: str, code: str) -> list[Match]:
         if system == ICD10CM:
             norm = _norm_icd(code)
             out = []
@@ -132,10 +147,12 @@ class Terminology:
         return [Match(n, c, code) for n, c in self._exact.get((system, code.strip()), ())]
 
     def match_text(self, text: str | None) -> list[Match]:
-        if not text or not isinstance(text, str):
+        if not text or not isinstance(text, str) or self._text_re is None:
             return []
-        low = text.lower()
-        return [Match(n, c, text) for p, n, c in self._text if p.search(low)]
+        found = dict.fromkeys(m.group(1) for m in self._text_re.finditer(text.lower()))
+        # The lookahead is zero-width, so every start position is tried: a term inside a
+        # longer one is found when it starts elsewhere; at one start the longest term wins.
+        return [Match(n, c, text) for term in found for n, c in self._text_terms[term]]
 
     def match_concept(self, cc: object) -> list[Match]:
         """Every value-set match of a FHIR CodeableConcept (a dict); codes before text."""

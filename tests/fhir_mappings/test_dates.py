@@ -53,6 +53,9 @@ def test_parse_valid(raw, expected):
         pytest.param("2019-05-02Tgarbage", id="garbage-time"),
         pytest.param("\x00", id="nul"),
         pytest.param("２０１９-05-02", id="fullwidth-digits"),
+        pytest.param("+019-05-02", id="signed-year"),
+        pytest.param(" 201-05-02", id="space-padded-three-digit-year"),
+        pytest.param("20_9-05-02", id="underscore-in-year"),
     ],
 )
 def test_parse_rejects(raw):
