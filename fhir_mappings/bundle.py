@@ -97,7 +97,8 @@ def operation_outcome_message(oo: dict[str, Any]) -> str:
         details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
         text = issue.get("diagnostics") or details.get("text")
         if isinstance(text, str) and text.strip():
-            return f"{issue.get('severity', 'error')}: {text.strip()[:200]}"
+            severity = issue.get("severity") if isinstance(issue.get("severity"), str) else "error"
+            return f"{severity}: {' '.join(text.split())[:200]}"
     return "no diagnostics given"
 
 
@@ -106,14 +107,16 @@ def record_from_bundle(data: Any, what: str = "input") -> PatientRecord:
     if not isinstance(data, dict):
         raise BundleError(f"{what} is not a FHIR resource (expected a JSON object)")
     rtype = data.get("resourceType")
+    if not isinstance(rtype, str):
+        raise BundleError(f"{what} is a JSON object without resourceType, not a Bundle")
     if rtype == "OperationOutcome":
         raise BundleError(
             f"{what} is an OperationOutcome, not a Bundle ({operation_outcome_message(data)})"
         )
     if rtype != "Bundle":
-        raise BundleError(f"{what} is a {rtype or 'JSON object without resourceType'}, not a Bundle")
+        raise BundleError(f"{what} is a {rtype}, not a Bundle")
     btype = data.get("type")
-    if btype not in R4_BUNDLE_TYPES:
+    if not isinstance(btype, str) or btype not in R4_BUNDLE_TYPES:
         raise BundleError(f"{what}: Bundle.type {btype!r} is not a FHIR R4 Bundle type")
     entries = data.get("entry", [])
     if not isinstance(entries, list):
@@ -135,7 +138,7 @@ def record_from_bundle(data: Any, what: str = "input") -> PatientRecord:
                 f"{what}: entry {i} is a {rt}, which exists only in FHIR R5; "
                 "this app reads FHIR R4 records"
             )
-        if rt in R5_SHAPED and R5_SHAPED[rt] in resource:
+        if rt in R5_SHAPED and R5_SHAPED[rt] in resource:  # rt is a str (checked above)
             raise BundleError(
                 f"{what}: entry {i} ({rt}) has the R5 element '{R5_SHAPED[rt]}'; "
                 "this app reads FHIR R4 records"

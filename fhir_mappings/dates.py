@@ -13,18 +13,24 @@ from __future__ import annotations
 import re
 from datetime import date
 
-_FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:T[0-9:.+\-Z]*)?$")
+_FHIR_DATE = re.compile(
+    r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"
+)
 
 
 def parse_date(value: object) -> date | None:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.isascii():
         return None
-    if len(value) >= 10 and value[4] == "-" and value[7] == "-" and (len(value) == 10 or value[10] == "T"):
-        try:  # fast path for the common full date / dateTime
+    value = value.strip()
+    if len(value) == 10 and value[4] == "-" and value[7] == "-" and (
+        value[:4].isdigit() and value[5:7].isdigit() and value[8:].isdigit()
+    ):
+        try:  # fast path for the common full date
             return date(int(value[0:4]), int(value[5:7]), int(value[8:10]))
         except ValueError:
             return None
-    m = _FHIR_DATE.match(value.strip())
+    m = _FHIR_DATE.match(value)
     if not m:
         return None
     year, month, day = int(m[1]), int(m[2] or 1), int(m[3] or 1)

@@ -11,6 +11,7 @@ with their status: they still count as infection history, not as the indication.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -224,7 +225,7 @@ class _Reader:
                 continue
             try:
                 handler(resource)
-            except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError):
                 self.warn(f"{_ref(resource)} could not be read and was skipped")
         for labs in self.facts.labs.values():
             labs.sort(key=lambda lab: (lab.date or date.min, lab.ref))
@@ -259,8 +260,7 @@ class _Reader:
         qualitative: str | None = None
         if isinstance(obs.get("valueQuantity"), dict):
             q = obs["valueQuantity"]
-            if isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-                value = float(q["value"])
+            value = _number(q.get("value"))
             unit_in = q.get("code") or q.get("unit")
             comparator = q.get("comparator") if q.get("comparator") in {"<", "<=", ">", ">="} else None
         elif isinstance(obs.get("valueString"), str):
@@ -278,7 +278,7 @@ class _Reader:
             cc = obs["valueCodeableConcept"]
             qualitative = _code_of(cc, QUALITATIVE_SNOMED) or _qualitative_text(_text_of(cc))
         elif isinstance(obs.get("valueInteger"), int):
-            value = float(obs["valueInteger"])
+            value = _number(obs["valueInteger"])
         if qualitative is None and interpretation in {"POS", "DET"}:
             qualitative = "positive"
         if qualitative is None and interpretation in {"NEG", "ND"}:
@@ -287,8 +287,8 @@ class _Reader:
         ref_low = None
         for rr in obs.get("referenceRange") or []:
             low = rr.get("low") if isinstance(rr, dict) else None
-            if isinstance(low, dict) and isinstance(low.get("value"), (int, float)):
-                ref_low_raw = float(low["value"])
+            if isinstance(low, dict) and _number(low.get("value")) is not None:
+                ref_low_raw = _number(low["value"])
                 ref_low_unit = low.get("code") or low.get("unit") or unit_in
                 ref_low = conversion[1](ref_low_raw, ref_low_unit) if conversion else ref_low_raw
                 break
@@ -317,9 +317,9 @@ class _Reader:
         if _status_code(cond.get("verificationStatus")) in EXCLUDED_VERIFICATION:
             return
         ref = _ref(cond)
+        # Conditions in no value set are kept too: an order may name one as its reason,
+        # which makes it an unlisted indication (CONTRACT §2).
         found = self.matches(cond.get("code"), ref)
-        if not found:
-            return
         system, code, display = _first_code(cond.get("code"))
         onset = _effective_date(cond, "onsetDateTime", "onsetPeriod")
         recorded = _effective_date(cond, "recordedDate")
@@ -366,7 +366,7 @@ class _Reader:
     def is_ig(self, cc: Any, ref: str) -> tuple[bool, str]:
         found = self.matches(cc, ref)
         names = {m.valueset for m in found}
-        if "ig_product" not in names or "hyperimmune_globulin" in names:
+        if "ig_product" not in names or names & {"hyperimmune_globulin", "tx_rh_immune_globulin"}:
             return False, ""
         if all(m.concept.system == "text" for m in found if m.valueset == "ig_product"):
             self.warn(f"{ref}: immune globulin product recognised by its name only (no code)")
@@ -407,8 +407,8 @@ class _Reader:
         note = ""
         dar = (dosage.get("doseAndRate") or [{}])[0]
         q = dar.get("doseQuantity") if isinstance(dar, dict) else None
-        if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
-            value, unit = float(q["value"]), q.get("code") or q.get("unit")
+        if isinstance(q, dict) and _number(q.get("value")) is not None and _number(q["value"]) > 0:
+            value, unit = _number(q["value"]), q.get("code") or q.get("unit")
             dose_g = units.to_g(value, unit)
             if dose_g is None:
                 dose_mg_kg = units.to_mg_per_kg(value, unit)
@@ -424,11 +424,12 @@ class _Reader:
                     self.warn(f"{ref}: dose unit {unit!r} is not recognised")
         repeat = (dosage.get("timing") or {}).get("repeat") or {}
         interval = None
-        period, period_unit = repeat.get("period"), repeat.get("periodUnit")
-        frequency = repeat.get("frequency") or 1
-        if isinstance(period, (int, float)) and period_unit in units.PERIOD_DAYS and frequency > 0:
+        period, period_unit = _number(repeat.get("period")), repeat.get("periodUnit")
+        frequency = _number(repeat.get("frequency")) or 1
+        if period and period > 0 and period_unit in units.PERIOD_DAYS and frequency > 0:
             interval = period * units.PERIOD_DAYS[period_unit] / frequency
-        count = repeat.get("count") if isinstance(repeat.get("count"), int) else None
+        count = repeat.get("count")
+        count = count if isinstance(count, int) and not isinstance(count, bool) and 0 < count < 1000 else None
         reason_refs = tuple(
             r["reference"]
             for r in req.get("reasonReference") or []
@@ -545,6 +546,17 @@ class _Reader:
                 Finding(ref, found, _effective_date(report, "effectiveDateTime", "effectivePeriod", "issued"),
                         _text_of(report.get("code")), conclusion)
             )
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number as float; anything else (bool, str, NaN, inf, huge) is None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) < 1e12 else None
 
 
 def _qualitative_text(text: str) -> str | None:

@@ -71,6 +71,14 @@ class Context:
             self.warnings.append(message)
 
 
+def days_before(day: date, days: int) -> date:
+    """``day - days``, clamped at the earliest representable date (records can be odd)."""
+    try:
+        return day - timedelta(days=days)
+    except OverflowError:
+        return date.min
+
+
 def _d(day: date | None) -> str:
     return day.isoformat() if day else "undated"
 
@@ -154,7 +162,7 @@ def check_igg(c: m.IggCheck, ctx: Context) -> Result:
 
 
 def check_igg_recent(c: m.IggRecentCheck, ctx: Context) -> Result:
-    since = ctx.as_of - timedelta(days=c.within_days)
+    since = days_before(ctx.as_of, c.within_days)
     recent = [x for x in igg_results(ctx.facts, ctx.as_of) if x.date is not None and x.date >= since]
     if recent:
         return Result(MET, [lab_evidence(x, "IgG") for x in recent[-3:]])
@@ -174,7 +182,7 @@ def check_infections(c: m.InfectionsCheck, ctx: Context) -> Result:
     end = ctx.tl.first_dose or ctx.as_of
     infections = infection_list(ctx, c.serious_only)
     if c.within_days is not None:
-        start = end - timedelta(days=c.within_days)
+        start = days_before(end, c.within_days)
         infections = [d for d in infections if d.when is not None and start <= d.when <= end]
     ev = [dx_evidence(d) for d in infections]
     kind = "serious bacterial infection" if c.serious_only else "bacterial infection"
@@ -304,7 +312,7 @@ def check_age(c: m.AgeCheck, ctx: Context) -> Result:
 
 
 def check_platelets(c: m.PlateletCheck, ctx: Context) -> Result:
-    since = ctx.as_of - timedelta(days=c.within_days)
+    since = days_before(ctx.as_of, c.within_days)
     recent = [x for x in ctx.facts.lab("platelets")
               if x.date is not None and since <= x.date <= ctx.as_of and x.value is not None]
     if not recent:
@@ -319,7 +327,7 @@ def check_platelets(c: m.PlateletCheck, ctx: Context) -> Result:
 # --- documented findings, therapies, severity -------------------------------------------------
 def check_documented(c: m.DocumentedCheck, ctx: Context) -> Result:
     wanted = set(c.valuesets)
-    since = ctx.as_of - timedelta(days=c.within_days) if c.within_days else None
+    since = days_before(ctx.as_of, c.within_days) if c.within_days else None
 
     def in_window(day: date | None) -> bool:
         return since is None or (day is not None and since <= day <= ctx.as_of)
@@ -336,20 +344,33 @@ def check_documented(c: m.DocumentedCheck, ctx: Context) -> Result:
     for t in ctx.facts.therapies:
         if wanted & t.valuesets and in_window(t.date):
             ev.append(therapy_evidence(t))
+    limit = c.value_below
+    if limit is not None and c.value_below_if_hiv is not None and _hiv_positive(ctx.facts):
+        limit = c.value_below_if_hiv
     for kind in wanted:
         for lab in ctx.facts.lab(kind):
             if not in_window(lab.date):
                 continue
-            if c.lab_result == "any" or lab.qualitative == c.lab_result:
+            if limit is not None:
+                if lab.value is None:
+                    continue
+                (ev if lab.value < limit else negative).append(lab_evidence(lab))
+            elif c.lab_result == "any" or lab.qualitative == c.lab_result:
                 ev.append(lab_evidence(lab))
             elif lab.qualitative is not None:
                 negative.append(lab_evidence(lab))
     if ev:
         return Result(MET, ev)
     if negative:
-        return Result(NOT_MET, negative, detail=f"result is not {c.lab_result}")
+        why = f"not below {limit:g}" if limit is not None else f"not {c.lab_result}"
+        return Result(NOT_MET, negative, detail=f"result is {why}")
     return Result(MISSING, [], [Missing(c.missing, "Not found in the record as a coded "
                   "diagnosis, procedure, report or result.")])
+
+
+def _hiv_positive(facts: PatientFacts) -> bool:
+    return bool(facts.diagnoses_in("hiv_infection")) or any(
+        x.qualitative == "positive" for x in facts.lab("hiv_test"))
 
 
 FAILED_STATUSES = {"stopped", "completed", "cancelled", "on-hold", "not-taken"}
@@ -470,7 +491,7 @@ def check_clinical_response(c: m.ClinicalResponseCheck, ctx: Context) -> Result:
                       "judged without the date immune globulin started.")])
     infections = [d for d in infection_list(ctx) if d.when is not None]
     span = max((ctx.as_of - start).days, 1)
-    before = [d for d in infections if start - timedelta(days=span) <= d.when < start]
+    before = [d for d in infections if days_before(start, span) <= d.when < start]
     after = [d for d in infections if start <= d.when <= ctx.as_of]
     ev = [dx_evidence(d) for d in before + after]
     detail = f"{len(before)} bacterial infection(s) in the {span} days before therapy, {len(after)} since"

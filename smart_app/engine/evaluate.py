@@ -6,6 +6,7 @@ Determination order and primary-indication choice follow CONTRACT §2.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -102,6 +103,9 @@ def compute_dose(facts: PatientFacts, tl: Timeline, rng: m.DoseRange | None) -> 
         mg_per_kg = per_dose * 28 / order.interval_days
     else:
         mg_per_kg = per_dose * (order.course_count or 1)
+    if not math.isfinite(mg_per_kg):
+        result.note = "the dose could not be computed from the order"
+        return result
     result.mg_per_kg = round(mg_per_kg, 1)
     if limits is None:
         result.note = "the policy gives no dose range for this indication"
@@ -172,19 +176,16 @@ def match_indications(
         or named
         or (order is not None and not any_named and not any_covered and not (reason_refs or reason_vs))
     ]
-    # The order names a diagnosis the ruleset does not list at all: an unlisted indication.
+    # The order names a diagnosis that gives no indication of this ruleset (not listed at
+    # all, or listed under conditions the record does not show): an unlisted indication.
     if order is not None and not any(named for _, _, named in out):
-        known = {vs for ind in ruleset.indications for vs in ind.diagnoses}
-        for d in active:
-            if d.ref in reason_refs and not (d.valuesets & known):
-                out.append((_unlisted(d.display or d.code, ruleset), [d], True))
-        if not reason_refs:
-            for system, code, display in order.reason_codes:
+        named_dx = [d for d in active if d.ref in reason_refs]
+        for d in named_dx:
+            out.append((_unlisted(d.display or d.code, ruleset), [d], True))
+        if not named_dx and not reason_refs:
+            for _system, code, display in order.reason_codes[:1]:
                 if code or display:
-                    label = display or code
-                    if not (order.reason_valuesets & known):
-                        out.append((_unlisted(label, ruleset), [], True))
-                    break
+                    out.append((_unlisted(display or code, ruleset), [], True))
     return out
 
 

@@ -108,6 +108,10 @@ class DocumentedCheck(Strict):
     valuesets: list[str]
     lab_result: Literal["any", "positive", "negative"] = "any"
     within_days: int | None = None
+    # numeric labs: met only below this value; the HIV-positive limit applies when the
+    # record shows HIV infection (CIDP CSF cell count: < 10, or < 50 if HIV-seropositive)
+    value_below: float | None = None
+    value_below_if_hiv: float | None = None
     missing: str
 
 
