@@ -88,6 +88,11 @@ def parse_json(text: str | bytes, what: str = "input") -> Any:
         ) from exc
 
 
+def one_line(text: object, limit: int = 200) -> str:
+    """Text safe for a one-line message: whitespace (incl. U+2028, NEL, VT) folded, cut."""
+    return " ".join(str(text).split())[:limit]
+
+
 def operation_outcome_message(oo: dict[str, Any]) -> str:
     """The first readable diagnostic of an OperationOutcome, without anything else."""
     issues = oo.get("issue") if isinstance(oo.get("issue"), list) else []
@@ -98,7 +103,7 @@ def operation_outcome_message(oo: dict[str, Any]) -> str:
         text = issue.get("diagnostics") or details.get("text")
         if isinstance(text, str) and text.strip():
             severity = issue.get("severity") if isinstance(issue.get("severity"), str) else "error"
-            return f"{severity}: {' '.join(text.split())[:200]}"
+            return f"{severity}: {one_line(text)}"
     return "no diagnostics given"
 
 
@@ -114,7 +119,7 @@ def record_from_bundle(data: Any, what: str = "input") -> PatientRecord:
             f"{what} is an OperationOutcome, not a Bundle ({operation_outcome_message(data)})"
         )
     if rtype != "Bundle":
-        raise BundleError(f"{what} is a {rtype}, not a Bundle")
+        raise BundleError(f"{what} is a {one_line(rtype, 60)}, not a Bundle")
     btype = data.get("type")
     if not isinstance(btype, str) or btype not in R4_BUNDLE_TYPES:
         raise BundleError(f"{what}: Bundle.type {btype!r} is not a FHIR R4 Bundle type")
@@ -154,6 +159,8 @@ def record_from_bundle(data: Any, what: str = "input") -> PatientRecord:
         resources.append(resource)
 
     patients = [r for r in resources if r["resourceType"] == "Patient"]
+    if any(not isinstance(p.get("id", ""), str) for p in patients):
+        raise BundleError(f"{what}: Patient.id must be a string")
     ids = {p.get("id") for p in patients}
     if not patients:
         raise BundleError(f"{what}: the Bundle holds no Patient resource")

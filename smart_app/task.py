@@ -17,6 +17,13 @@ DEFAULT_BASE_URL = "http://localhost:8000"
 TASK_STATUSES = {"requested", "completed"}
 
 
+def fhir_string(text: object, fallback: str) -> str:
+    """A valid FHIR string from record-derived text: no lone surrogates, whitespace
+    (including U+2028, NEL, vertical tab) folded to single spaces, never empty."""
+    cleaned = " ".join(str(text).encode("utf-8", "replace").decode("utf-8").split())
+    return cleaned or fallback
+
+
 def codesystem_url(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/fhir/CodeSystem/ivig-documentation"
 
@@ -95,10 +102,11 @@ def build_task(
     if requester:
         task["requester"] = {"reference": requester}
     if indication:
+        label = fhir_string(indication["label"], indication["id"])
         task["reasonCode"] = {
             "coding": [{"system": indication_system(base_url), "code": indication["id"],
-                        "display": indication["label"][:200]}],
-            "text": indication["label"],
+                        "display": label[:200]}],
+            "text": label,
         }
     else:
         task["reasonCode"] = {"text": "No IVIG-relevant indication documented"}
@@ -107,7 +115,7 @@ def build_task(
             {
                 "type": {"coding": [{"system": cs, "code": item["code"], "display": item["display"]}],
                          "text": item["display"]},
-                "valueString": item["detail"] or item["display"],
+                "valueString": fhir_string(item["detail"], item["display"]),
             }
             for item in missing
         ]

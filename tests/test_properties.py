@@ -79,6 +79,10 @@ bundle_like = st.fixed_dictionaries(
 
 @settings(max_examples=200, **SETTINGS)
 @given(st.one_of(json_values, bundle_like))
+@example({"resourceType": "Bundle", "type": []})  # unhashable Bundle.type
+@example({"resourceType": "Patient\nBundle"})  # a resourceType with a line break
+@example({"resourceType": "Bundle", "type": "collection",
+          "entry": [{"resource": {"resourceType": "Patient", "id": ["p1"]}}]})  # unhashable Patient.id
 def test_record_from_bundle_returns_record_or_bundle_error(data):
     try:
         result = record_from_bundle(data)
@@ -119,7 +123,7 @@ ALL_CODES = LAB_CODES + DX_CODES + MED_CODES + VACCINE_CODES + PROC_CODES + [(SN
                                                                              ("urn:unknown", "33")]
 TEXTS = ["Privigen", "Privigen 10%", "Hizentra", "hepatitis B immune globulin", "prednisone",
          "rituximab", "IVIG", "immune globulin", "Pneumovax 23", "Tdap", "", "Non-reactive",
-         "Octagam 5%", "unknown stuff", "IgG", "body weight"]
+         "Octagam 5%", "unknown stuff", "IgG", "body weight", "\u2028"]
 coding = st.fixed_dictionaries(
     {},
     optional={
@@ -139,10 +143,9 @@ def concept_from(codes):
         "coding": junk_or(st.lists(st.one_of(real, coding), max_size=3)),
         "text": junk_or(st.sampled_from(TEXTS)),
     })
-    return weighted((4, clean), (1, text_only), (1, messy), (1, concept_any_placeholder))
+    return weighted((4, clean), (1, text_only), (1, messy), (1, st.builds(dict)))  # last: empty
 
 
-concept_any_placeholder = st.builds(dict)  # empty CodeableConcept
 concept = concept_from(ALL_CODES)
 UNITS = ["", "g/L", "mg/dL", "mg/L", "furlongs", None, "kg", "[lb_av]", "lb", "g", "10*3/uL",
          "ug/mL", "mL", "mg", "mg/kg", "g/kg", "[IU]/mL", " ", "10*9/L"]
@@ -403,6 +406,10 @@ P1 = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"}
      "medicationCodeableConcept": J1459},
     {"resourceType": "MedicationAdministration", "id": "a1", "status": "completed",
      "medicationCodeableConcept": J1459, "effectiveDateTime": "0500-01-01"}]))
+@example((P1, [  # an order whose reason is coded with a display that is only a line separator
+    {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
+     "medicationCodeableConcept": J1459,
+     "reasonCode": [{"coding": [{"system": "urn:example", "code": "1", "display": "\u2028"}]}]}]))
 def test_odd_resources_never_crash_and_report_is_well_formed(record):
     patient_res, resources = record
     first = run_pipeline(patient_res, resources)

@@ -126,6 +126,7 @@ def _slug(text: str) -> str:
 
 
 def _unlisted(dx_label: str, ruleset: m.Ruleset) -> m.Indication:
+    dx_label = " ".join(dx_label.split()) or "unnamed diagnosis"
     return m.Indication.model_construct(
         id=f"unlisted-{_slug(dx_label)}",
         label=dx_label,
