@@ -106,17 +106,13 @@ class FhirClient:
             try:
                 resp = self.session.request(method, url, data=data, headers=self._headers(extra),
                                             timeout=self.timeout)
-            except requests.Timeout as exc:
+            except requests.RequestException as exc:  # timeouts, refused connections, resets
                 if attempt < self.retries:
                     self.sleep(self.backoff * 2**attempt)
                     attempt += 1
                     continue
-                raise FhirUnreachable(f"FHIR server did not answer within {self.timeout:g} s") from exc
-            except requests.RequestException as exc:
-                if attempt < self.retries:
-                    self.sleep(self.backoff * 2**attempt)
-                    attempt += 1
-                    continue
+                if isinstance(exc, requests.Timeout):
+                    raise FhirUnreachable(f"FHIR server did not answer within {self.timeout:g} s") from exc
                 raise FhirUnreachable(f"FHIR server unreachable ({type(exc).__name__})") from exc
             if resp.status_code == 429 or resp.status_code >= 500:
                 if attempt < self.retries:
