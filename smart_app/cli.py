@@ -22,7 +22,7 @@ from .engine.evaluate import evaluate
 from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirClient, FhirError
 from .report import build_report, render_text
-from .task import DEFAULT_BASE_URL, build_task
+from .task import DEFAULT_BASE_URL, build_task, task_identifier
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER = 0, 2, 3
 DEFAULT_RULESET = "bcbsmt-ig-2013"
@@ -90,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
     if client is not None and args.write_task:
         stored, created = client.upsert_task(
-            task or {"identifier": [_identifier(report, base_url)]},
+            task or {"identifier": [task_identifier(report, base_url)]},
             lambda existing: build_task(report, base_url, existing=existing),
         )
         report["task"] = {
@@ -103,12 +103,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(report))
     return EXIT_OK
-
-
-def _identifier(report: dict[str, Any], base_url: str) -> dict[str, str]:
-    from .task import task_identifier
-
-    return task_identifier(report, base_url)
 
 
 def cmd_rulesets(args: argparse.Namespace) -> int:
