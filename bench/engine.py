@@ -69,7 +69,7 @@ def generate_patient(n: int) -> dict:
     res.append({"resourceType": "Immunization", "id": f"{pid}-imm", "status": "completed",
                 "vaccineCode": {"coding": [{"system": CVX, "code": "33"}]}, "patient": {"reference": f"Patient/{pid}"},
                 "occurrenceDateTime": vac_day.isoformat()})
-    for serotype in ("2465-3",) * 0 + ("27044-7", "27047-0", "27058-7", "27064-5", "27077-7", "27090-0"):
+    for serotype in ("27044-7", "27047-0", "27058-7", "27064-5", "27077-7", "27090-0"):
         for offset in (-10, 30):
             i += 1
             res.append(_obs(i, pid, serotype, round(rng.uniform(0.1, 4), 2), "ug/mL",

@@ -143,7 +143,7 @@ def record_from_bundle(data: Any, what: str = "input") -> PatientRecord:
                 f"{what}: entry {i} is a {rt}, which exists only in FHIR R5; "
                 "this app reads FHIR R4 records"
             )
-        if rt in R5_SHAPED and R5_SHAPED[rt] in resource:  # rt is a str (checked above)
+        if rt in R5_SHAPED and R5_SHAPED[rt] in resource:
             raise BundleError(
                 f"{what}: entry {i} ({rt}) has the R5 element '{R5_SHAPED[rt]}'; "
                 "this app reads FHIR R4 records"

@@ -287,8 +287,8 @@ class _Reader:
         ref_low = None
         for rr in obs.get("referenceRange") or []:
             low = rr.get("low") if isinstance(rr, dict) else None
-            if isinstance(low, dict) and _number(low.get("value")) is not None:
-                ref_low_raw = _number(low["value"])
+            ref_low_raw = _number(low.get("value")) if isinstance(low, dict) else None
+            if ref_low_raw is not None:
                 ref_low_unit = low.get("code") or low.get("unit") or unit_in
                 ref_low = conversion[1](ref_low_raw, ref_low_unit) if conversion else ref_low_raw
                 break
@@ -407,8 +407,9 @@ class _Reader:
         note = ""
         dar = (dosage.get("doseAndRate") or [{}])[0]
         q = dar.get("doseQuantity") if isinstance(dar, dict) else None
-        if isinstance(q, dict) and _number(q.get("value")) is not None and _number(q["value"]) > 0:
-            value, unit = _number(q["value"]), q.get("code") or q.get("unit")
+        value = _number(q.get("value")) if isinstance(q, dict) else None
+        if value is not None and value > 0:
+            unit = q.get("code") or q.get("unit")
             dose_g = units.to_g(value, unit)
             if dose_g is None:
                 dose_mg_kg = units.to_mg_per_kg(value, unit)
