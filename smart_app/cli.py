@@ -15,13 +15,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fhir_mappings import BundleError, PatientRecord, extract_facts, load_record
+from fhir_mappings import BundleError, load_record
 from fhir_mappings.terminology import TerminologyError
 
-from .engine.evaluate import evaluate
 from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirClient, FhirError
-from .report import build_report, render_text
+from .report import evaluate_record, render_text
 from .task import DEFAULT_BASE_URL, build_task, task_identifier
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER = 0, 2, 3
@@ -44,12 +43,6 @@ def _as_of(value: str | None) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"--as-of must be a date as YYYY-MM-DD, got {value!r}") from None
-
-
-def evaluate_record(record: PatientRecord, ruleset_id: str, as_of: date) -> dict[str, Any]:
-    """Record -> report dict: the whole pure pipeline (facts, criteria, report)."""
-    facts = extract_facts(record)
-    return build_report(evaluate(facts, get_ruleset(ruleset_id), as_of))
 
 
 def _read_input(path: str) -> tuple[str | bytes, str]:
@@ -112,6 +105,28 @@ def cmd_rulesets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .serve import PortInUse, run
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
+    overrides: dict[str, Any] = {}
+    if not os.environ.get("IVIG_PUBLIC_BASE_URL"):
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        overrides["public_base_url"] = f"http://{host}:{args.port}"
+    try:
+        config = load_config(**overrides)
+        sys.stderr.write(f"ivig-check: serving on http://{args.host}:{args.port} "
+                         f"(public URL {config.public_base_url}/launch.html)\n")
+        run(config, args.host, args.port)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except PortInUse as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ivig-check", description="IVIG/SCIG coverage check on FHIR R4 records")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -127,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="access token for the FHIR server (or $IVIG_BEARER_TOKEN)")
     ev.add_argument("--write-task", action="store_true", help="create or update the Task on the server")
     ev.set_defaults(func=cmd_evaluate)
+    sv = sub.add_parser("serve", help="run the SMART on FHIR web app under gunicorn")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    sv.set_defaults(func=cmd_serve)
     rs = sub.add_parser("rulesets", help="list available rulesets")
     rs.set_defaults(func=cmd_rulesets)
     return parser

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from fhir_mappings import PatientRecord, extract_facts
 from fhir_mappings.dates import years_between
 
 from .engine.checks import Result
-from .engine.evaluate import Evaluation, IndicationResult
-from .engine.model import documentation_codes
+from .engine.evaluate import Evaluation, IndicationResult, evaluate
+from .engine.model import documentation_codes, get_ruleset
 
 REPORT_VERSION = "1"
 
@@ -176,3 +178,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append("Warnings:")
         lines.extend(f"  ! {w}" for w in report["warnings"])
     return "\n".join(lines) + "\n"
+
+
+def evaluate_record(record: PatientRecord, ruleset_id: str, as_of: date) -> dict[str, Any]:
+    """Record -> report dict: the whole pure pipeline (facts, criteria, report)."""
+    return build_report(evaluate(extract_facts(record), get_ruleset(ruleset_id), as_of))

@@ -1,0 +1,195 @@
+"""Web-app configuration (CONTRACT §5), read once from the environment.
+
+A ``.env``-style file (``IVIG_ENV_FILE``, else ``./.env`` when present) may add values;
+the real environment always wins. Bad values fail at start-up with one clear line, never
+mid-launch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .engine.model import RulesetError, get_ruleset
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_RULESET = "bcbsmt-ig-2013"
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the variable."""
+
+
+def normalize_base(url: str) -> str:
+    """A FHIR base URL as compared against the allow-list: no trailing slash, lower-case
+    scheme and host (paths stay case-sensitive)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and ``#`` comments ignored; optional quotes stripped."""
+    values: dict[str, str] = {}
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{n}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Config:
+    public_base_url: str = DEFAULT_PUBLIC_BASE_URL
+    allowed_issuers: tuple[str, ...] = ()
+    client_id: str | None = None
+    client_secret: str | None = None
+    private_key_file: str | None = None
+    key_id: str | None = None
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    ruleset: str = DEFAULT_RULESET
+    scopes: str | None = None
+    frame_ancestors: str | None = None
+    session_db: str | None = None
+    session_ttl: int = 3600
+    fhir_timeout: float = 15.0
+    # Fixes "today" for every recency window (the demo's example records are dated).
+    as_of: date | None = None
+    # Set by ``ivig-check demo``: the open FHIR server and the example patients it holds.
+    demo_iss: str | None = None
+    demo_patients: tuple[DemoPatient, ...] = ()
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_base_url}/callback"
+
+    @property
+    def local_development(self) -> bool:
+        """Served over plain http on loopback: cookies cannot be ``Secure`` there."""
+        return self.public_base_url.startswith("http://") and is_loopback(self.public_base_url)
+
+    @property
+    def csp_frame_ancestors(self) -> str:
+        """Who may frame the report: configured, else this app and the allowed EHRs."""
+        if self.frame_ancestors:
+            return self.frame_ancestors
+        origins = ["'self'"]
+        for iss in self.allowed_issuers:
+            p = urlsplit(iss)
+            origin = f"{p.scheme}://{p.netloc}"
+            if origin not in origins:
+                origins.append(origin)
+        return " ".join(origins)
+
+    def issuer_allowed(self, iss: str) -> bool:
+        try:
+            return normalize_base(iss) in self.allowed_issuers
+        except ValueError:
+            return False
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+    """The Config from the environment (plus an optional .env file), validated."""
+    env: dict[str, str] = {}
+    source = os.environ if environ is None else environ
+    env_file = source.get("IVIG_ENV_FILE")
+    if env_file:
+        path = Path(env_file)
+        if not path.is_file():
+            raise ConfigError(f"IVIG_ENV_FILE: no such file: {env_file}")
+        env.update(read_env_file(path))
+    elif environ is None and Path(".env").is_file():
+        env.update(read_env_file(Path(".env")))
+    env.update({k: v for k, v in source.items() if k.startswith("IVIG_")})
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    kw: dict[str, object] = {}
+    if base := get("IVIG_PUBLIC_BASE_URL"):
+        try:
+            kw["public_base_url"] = normalize_base(base)
+        except ValueError as exc:
+            raise ConfigError(f"IVIG_PUBLIC_BASE_URL: {exc}") from None
+    issuers = []
+    for item in (get("IVIG_ALLOWED_ISSUERS") or "").split(","):
+        if item.strip():
+            try:
+                issuers.append(normalize_base(item))
+            except ValueError as exc:
+                raise ConfigError(f"IVIG_ALLOWED_ISSUERS: {exc}") from None
+    kw["allowed_issuers"] = tuple(dict.fromkeys(issuers))
+    for name, attr in (("IVIG_CLIENT_ID", "client_id"), ("IVIG_CLIENT_SECRET", "client_secret"),
+                       ("IVIG_KEY_ID", "key_id"), ("IVIG_SCOPES", "scopes"),
+                       ("IVIG_FRAME_ANCESTORS", "frame_ancestors"), ("IVIG_SESSION_DB", "session_db")):
+        if (value := get(name)) is not None:
+            kw[attr] = value
+    if key_file := get("IVIG_PRIVATE_KEY_FILE"):
+        if not Path(key_file).is_file():
+            raise ConfigError(f"IVIG_PRIVATE_KEY_FILE: no such file: {key_file}")
+        kw["private_key_file"] = key_file
+    if secret := get("IVIG_SECRET_KEY"):
+        if len(secret) < 16:
+            raise ConfigError("IVIG_SECRET_KEY: use at least 16 random characters")
+        kw["secret_key"] = secret
+    if ruleset := get("IVIG_RULESET"):
+        try:
+            get_ruleset(ruleset)
+        except RulesetError as exc:
+            raise ConfigError(f"IVIG_RULESET: {exc}") from None
+        kw["ruleset"] = ruleset
+    for name, attr, cast in (("IVIG_SESSION_TTL", "session_ttl", int),
+                             ("IVIG_FHIR_TIMEOUT", "fhir_timeout", float)):
+        if (value := get(name)) is not None:
+            try:
+                number = cast(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+            if number <= 0:
+                raise ConfigError(f"{name}: must be positive")
+            kw[attr] = number
+    if as_of := get("IVIG_AS_OF"):
+        try:
+            kw["as_of"] = date.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError(f"IVIG_AS_OF: expected YYYY-MM-DD, got {as_of!r}") from None
+    kw.update(overrides)
+    config = Config(**kw)  # type: ignore[arg-type]
+    if config.client_secret and config.private_key_file:
+        raise ConfigError("set IVIG_CLIENT_SECRET or IVIG_PRIVATE_KEY_FILE, not both")
+    if config.private_key_file and not config.key_id:
+        raise ConfigError("IVIG_PRIVATE_KEY_FILE needs IVIG_KEY_ID (the kid published in the JWKS)")
+    if not config.allowed_issuers and not config.demo_iss:
+        log.warning("IVIG_ALLOWED_ISSUERS is empty: every launch will be refused")
+    return config
