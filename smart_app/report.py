@@ -124,6 +124,44 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
         "warnings": list(ev.warnings),
         "not_accessible": sorted(facts.not_accessible),
     }
+    return degrade_for_access(report)
+
+
+def degrade_for_access(report: dict[str, Any]) -> dict[str, Any]:
+    """Items the app could not check because it may not read their source types.
+
+    With reduced scopes an item like ``vaccine-response`` is not known to be missing: the
+    app was not allowed to look. Such items move from ``missing_documentation`` (which
+    becomes the Task) to ``not_checked``, and their criteria get the status
+    ``not-accessible`` with the types named, so nobody is asked to document what may
+    already be in the chart. The determination is kept but flagged provisional.
+    """
+    hidden = set(report.get("not_accessible") or ())
+    codes = documentation_codes()
+
+    def blocked(code: str) -> list[str]:
+        return sorted(hidden & set(codes[code].sources)) if hidden and code in codes else []
+
+    def split(section: dict[str, Any]) -> None:
+        keep, moved = [], []
+        for item in section["missing_documentation"]:
+            types = blocked(item["code"])
+            (moved if types else keep).append({**item, "not_accessible": types} if types else item)
+        section["missing_documentation"] = keep
+        section["not_checked"] = moved
+        for cr in section["criteria"]:
+            if cr["status"] == "missing" and cr.get("missing") and all(blocked(c) for c in cr["missing"]):
+                cr["status"] = "not-accessible"
+                cr["not_accessible"] = sorted({t for c in cr["missing"] for t in blocked(c)})
+
+    split(report)
+    for other in report["other_indications"]:
+        split(other)
+    if report["not_checked"] or any(c["status"] == "not-accessible" for c in report["criteria"]):
+        report["warnings"].append(
+            "The EHR did not let the app read " + ", ".join(sorted(hidden))
+            + "; criteria that depend on them could not be checked, so this determination is provisional."
+        )
     return report
 
 

@@ -248,9 +248,15 @@ class Indication(Strict):
     note: str = ""
 
 
+SourceType = Literal["Patient", "Observation", "Condition", "MedicationRequest", "MedicationAdministration",
+                     "MedicationDispense", "MedicationStatement", "Immunization", "Procedure",
+                     "DiagnosticReport", "AllergyIntolerance"]
+
+
 class DocumentationCode(Strict):
     display: str
     definition: str
+    sources: list[SourceType]  # resource types that can supply the item
 
 
 class Ruleset(Strict):
