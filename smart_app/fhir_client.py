@@ -76,7 +76,8 @@ class FhirClient:
     backoff: float = 0.5
     max_workers: int = 10
     session: requests.Session = field(default_factory=requests.Session)
-    on_unauthorized: Callable[[], str | None] | None = None  # refresh hook: returns a new token
+    # Refresh hook, called with the token that was refused; returns the token to retry with.
+    on_unauthorized: Callable[[str | None], str | None] | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
@@ -103,6 +104,7 @@ class FhirClient:
         refreshed = False
         attempt = 0
         while True:
+            used = self.token
             try:
                 resp = self.session.request(method, url, data=data, headers=self._headers(extra),
                                             timeout=self.timeout)
@@ -124,7 +126,7 @@ class FhirClient:
                     resp.status_code,
                 )
             if resp.status_code == 401 and self.on_unauthorized and not refreshed:
-                new = self.on_unauthorized()
+                new = self.on_unauthorized(used)
                 refreshed = True
                 if new:
                     self.token = new

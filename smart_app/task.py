@@ -127,6 +127,28 @@ def build_task(
     return task
 
 
+def documentation_codesystem(base_url: str) -> dict[str, Any]:
+    """The CodeSystem behind ``Task.code`` and ``Task.input.type`` (served by the app)."""
+    from .engine.model import documentation_codes
+
+    concepts = [{"code": "documentation-request",
+                 "display": "Request for documentation supporting IVIG coverage",
+                 "definition": "A Task asking the care team to add the listed documentation to the record."}]
+    concepts += [{"code": code, "display": item.display, "definition": item.definition}
+                 for code, item in documentation_codes().items()]
+    return {
+        "resourceType": "CodeSystem",
+        "url": codesystem_url(base_url),
+        "name": "IvigDocumentation",
+        "title": "IVIG coverage documentation items",
+        "status": "active",
+        "content": "complete",
+        "caseSensitive": True,
+        "count": len(concepts),
+        "concept": concepts,
+    }
+
+
 def validate_task(task: dict[str, Any]) -> None:
     """Raise ValueError unless the Task is valid FHIR R4 (structure and the codes we use)."""
     Task.model_validate(task)  # pydantic ValidationError is a ValueError

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 from datetime import date, datetime, timezone
 from functools import cached_property
@@ -33,7 +34,7 @@ from .sessions import SessionStore
 from .smart import (READ_TYPES, ClientCredentials, SmartError, authorization_request,
                     can_write_tasks, discover, exchange_code, load_private_key, public_jwks,
                     readable_types, refresh, requested_scopes)
-from .task import build_task, task_identifier
+from .task import build_task, documentation_codesystem, task_identifier
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -66,6 +67,10 @@ class Runtime:
         self.store = SessionStore(config.session_db, config.secret_key, config.session_ttl)
         self.http = requests.Session()  # discovery, token and style requests
         self.private_key = load_private_key(config.private_key_file) if config.private_key_file else None
+        self.client_options: dict[str, Any] = {}  # extra FhirClient settings (retries, backoff)
+
+    def fhir_client(self, base_url: str, **kw: Any) -> FhirClient:
+        return FhirClient(base_url, timeout=self.config.fhir_timeout, **{**self.client_options, **kw})
 
     @cached_property
     def jwks(self) -> dict[str, Any] | None:
@@ -217,37 +222,48 @@ def _launched() -> tuple[str, dict[str, Any]]:
 
 # --- FHIR access for a launched session ---------------------------------------------------------
 def _client(sid: str, data: dict[str, Any]) -> FhirClient:
+    runtime = rt()
     token = data.get("token")
     if token is None:  # open server
-        return FhirClient(data["iss"], timeout=cfg().fhir_timeout)
+        return runtime.fhir_client(data["iss"])
     if token.get("expires_at") and token["expires_at"] - REFRESH_LEEWAY < time.time():
-        _refresh(sid, data)
+        _refresh(runtime, sid, data, stale=token["access_token"])
+    lock = threading.Lock()
 
-    def on_unauthorized() -> str | None:
-        return _refresh(sid, data, stale=data["token"]["access_token"])
+    def on_unauthorized(refused: str | None) -> str | None:
+        # Called from the search threads: one refresh for all of them.
+        with lock:
+            return _refresh(runtime, sid, data, stale=refused)
 
-    return FhirClient(data["iss"], token=data["token"]["access_token"], timeout=cfg().fhir_timeout,
-                      on_unauthorized=on_unauthorized)
+    return runtime.fhir_client(data["iss"], token=data["token"]["access_token"],
+                               on_unauthorized=on_unauthorized)
 
 
-def _refresh(sid: str, data: dict[str, Any], stale: str | None = None) -> str:
-    """Renew the access token with the refresh token; the session ends if that fails."""
-    fresh = rt().store.get(sid)
-    if stale and fresh and fresh.get("token", {}).get("access_token") not in (None, stale):
-        data["token"] = fresh["token"]  # another request already renewed it
+def _refresh(runtime: Runtime, sid: str, data: dict[str, Any], stale: str | None) -> str:
+    """Renew the access token with the refresh token; the session ends if that fails.
+
+    ``stale`` is the token that was refused or is expiring: if the session already holds
+    another one (a parallel search or request renewed it), that one is used instead.
+    """
+    current = data["token"]["access_token"]
+    if stale is not None and current != stale:
+        return current
+    stored = runtime.store.get(sid)
+    if stored and stored.get("token") and stored["token"]["access_token"] not in (stale, None):
+        data["token"] = stored["token"]
         return data["token"]["access_token"]
     token = data["token"]
     if not token.get("refresh_token"):
-        rt().store.delete(sid)
+        runtime.store.delete(sid)
         raise AppError(401, "The access token expired and the EHR gave no refresh token.", SESSION_ENDED)
     try:
-        data["token"] = refresh(rt().http, data["token_endpoint"], rt().credentials(data["client_id"]),
+        data["token"] = refresh(runtime.http, data["token_endpoint"], runtime.credentials(data["client_id"]),
                                 refresh_token=token["refresh_token"], scope=token["scope"],
-                                timeout=cfg().fhir_timeout)
+                                timeout=runtime.config.fhir_timeout)
     except SmartError:
-        rt().store.delete(sid)
+        runtime.store.delete(sid)
         raise AppError(401, "The session expired and could not be renewed.", SESSION_ENDED) from None
-    rt().store.save(sid, data)
+    runtime.store.save(sid, data)
     log.info("access token renewed")
     return data["token"]["access_token"]
 
@@ -312,6 +328,12 @@ def jwks():
     if keys is None:
         abort(404, "This app authenticates without a key pair (no IVIG_PRIVATE_KEY_FILE).")
     return jsonify(keys)
+
+
+@bp.get("/fhir/CodeSystem/ivig-documentation")
+def codesystem():
+    """The app's CodeSystem of documentation items (CONTRACT §3), as FHIR R4 JSON."""
+    return jsonify(documentation_codesystem(cfg().public_base_url))
 
 
 @bp.get("/launch")

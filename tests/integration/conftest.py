@@ -1,0 +1,53 @@
+"""Fixtures for integration tests against a real FHIR server (sekmet-fhir, run as a subprocess).
+
+Outside CI the tests here are skipped, with the reason shown, when sekmet-fhir is not installed;
+with ``CI`` set they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does not add the repo root
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.fhir_server import load_examples, run_sekmet
+from tests.support.smart_stub import SmartStub
+
+
+@pytest.fixture(scope="session")
+def _sekmet_loaded() -> Iterator[tuple[str, list[str]]]:
+    try:
+        import sekmet  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):  # a declared test dependency: on CI its absence is a failure
+            raise
+        pytest.skip("sekmet-fhir (the integration-test FHIR server) is not installed")
+    with run_sekmet() as base:
+        ids = load_examples(base)
+        yield base, ids
+
+
+@pytest.fixture(scope="session")
+def sekmet_base(_sekmet_loaded: tuple[str, list[str]]) -> str:
+    """FHIR base URL of a sekmet server holding every examples/*.json Bundle (ids kept)."""
+    return _sekmet_loaded[0]
+
+
+@pytest.fixture(scope="session")
+def example_patient_ids(_sekmet_loaded: tuple[str, list[str]]) -> list[str]:
+    """Patient ids of the loaded examples, in file order (ex01-patient ... ex17-patient)."""
+    return _sekmet_loaded[1]
+
+
+@pytest.fixture
+def smart_stub(sekmet_base: str) -> Iterator[SmartStub]:
+    """A SmartStub in front of the session's sekmet server (default settings)."""
+    with SmartStub(sekmet_base) as stub:
+        yield stub
