@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -243,7 +244,9 @@ class FhirClient:
         """
         ident = task["identifier"][0]
         query = f"identifier={quote(ident['system'], safe='')}|{quote(ident['value'], safe='')}"
-        for _ in range(5):
+        for attempt in range(8):
+            if attempt:  # lost a race: let the other writer finish before re-reading
+                self.sleep(random.uniform(0, 0.05 * attempt))
             existing = self.search_all(f"Task?{query}")
             if len(existing) > 1:
                 log.warning("more than one Task carries the same identifier; updating the first")
@@ -261,6 +264,8 @@ class FhirClient:
                     if not created:  # 200: a Task with this identifier already existed
                         continue
                     return stored, True
+                if _same_content(current, body):  # e.g. a concurrent writer stored this already
+                    return current, False
                 version = (current.get("meta") or {}).get("versionId")
                 headers = {"If-Match": f'W/"{version}"'} if version else {}
                 body["id"] = current["id"]
@@ -271,6 +276,16 @@ class FhirClient:
             except PreconditionFailed:
                 continue
         raise FhirRefused("could not write the Task: it kept changing on the server (412)")
+
+
+_VOLATILE = {"id", "meta", "text", "lastModified"}
+
+
+def _same_content(stored: dict[str, Any], body: dict[str, Any]) -> bool:
+    """True when writing ``body`` would change nothing but timestamps and bookkeeping."""
+    def strip(res: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in res.items() if k not in _VOLATILE}
+    return strip(stored) == strip(body)
 
 
 def _body_or_none(resp: requests.Response) -> dict[str, Any] | None:

@@ -80,6 +80,8 @@ def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfigura
             except ValueError:
                 doc = None
             if isinstance(doc, dict) and doc.get("authorization_endpoint"):
+                if not _offers_app_launch(doc):
+                    return None  # e.g. backend services only: no user-facing authorisation
                 caps = doc.get("capabilities") or []
                 scopes = doc.get("scopes_supported") or []
                 return SmartConfiguration(
@@ -108,6 +110,16 @@ def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfigura
         token_endpoint=_check_endpoint(uris.get("token"), "token endpoint"),
         from_capability_statement=True,
     )
+
+
+def _offers_app_launch(doc: dict[str, Any]) -> bool:
+    """False when the configuration plainly offers no authorisation-code launch (a server
+    that only serves backend services with client_credentials, say)."""
+    caps = doc.get("capabilities")
+    grants = doc.get("grant_types_supported")
+    if isinstance(caps, list) and {"launch-ehr", "launch-standalone"} & set(caps):
+        return True
+    return not (isinstance(grants, list) and "authorization_code" not in grants)
 
 
 def _oauth_uris(cs: dict[str, Any]) -> dict[str, str] | None:

@@ -268,6 +268,13 @@ def _refresh(runtime: Runtime, sid: str, data: dict[str, Any], stale: str | None
     return data["token"]["access_token"]
 
 
+def _auth_refused(data: dict[str, Any]) -> AppError:
+    if data.get("token") is None:
+        return AppError(502, "The FHIR server requires authorization but offers no SMART App Launch.",
+                        "Ask its administrator for a SMART configuration, or use another server.")
+    return AppError(401, "The EHR no longer accepts this session's access token.", SESSION_ENDED)
+
+
 def _readable(data: dict[str, Any]) -> set[str] | None:
     token = data.get("token")
     return None if token is None else readable_types(token["scope"])
@@ -289,7 +296,7 @@ def _evaluate(sid: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         record = client.patient_record(data["patient"], readable=_readable(data))
     except FhirAuthError:
         rt().store.delete(sid)
-        raise AppError(401, "The EHR no longer accepts this session's access token.", SESSION_ENDED) from None
+        raise _auth_refused(data) from None
     except FhirUnreachable as exc:
         raise AppError(504, f"The FHIR server could not be reached: {exc}.",
                        "Try again in a moment.") from None
@@ -459,7 +466,7 @@ def source(rtype: str, rid: str):
     try:
         resource = _client(sid, data).read(rtype, rid)
     except FhirAuthError:
-        raise AppError(401, "The EHR no longer accepts this session's access token.", SESSION_ENDED) from None
+        raise _auth_refused(data) from None
     except FhirError as exc:
         raise AppError(502, f"The FHIR server could not return {rtype}/{rid}: {exc}.") from None
     return render_template("source.html", reference=f"{rtype}/{rid}",
@@ -497,7 +504,7 @@ def post_task():
         )
     except FhirAuthError:
         rt().store.delete(sid)
-        raise AppError(401, "The EHR no longer accepts this session's access token.", SESSION_ENDED) from None
+        raise _auth_refused(data) from None
     except FhirError as exc:
         message = f"The Task could not be written: {exc}."
         if _wants_json():

@@ -48,13 +48,25 @@ def test_task_is_created_then_updated_never_duplicated(client, launched):
     report = client.get("/api/report").get_json()
     assert [i["type"]["coding"][0]["code"] for i in task["input"]] == \
         [m["code"] for m in report["missing_documentation"]]
+    # Same record, same content: the stored Task is found and left as it is.
     second = _post_task(client).get_json()
     assert second["created"] is False
     assert second["task"]["id"] == task["id"]
     assert len(launched.tasks) == 1
+    assert not [c for c in launched.fhir_calls if c[0] == "PUT"]
+    # The record changes (one item documented): the same Task is updated with If-Match.
+    launched.resources.append({"resourceType": "Observation", "id": "new-weight", "status": "final",
+                               "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                               "subject": {"reference": f"Patient/{launched.patient_id}"},
+                               "effectiveDateTime": "2025-06-20",
+                               "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org",
+                                                 "code": "kg"}})
+    third = _post_task(client).get_json()
+    assert third["created"] is False and third["task"]["id"] == task["id"]
+    assert len(launched.tasks) == 1
     assert launched.tasks[task["id"]]["meta"]["versionId"] == "2"
-    puts = [c for c in launched.fhir_calls if c[0] == "PUT"]
-    assert len(puts) == 1
+    assert "body-weight" not in {i["type"]["coding"][0]["code"] for i in third["task"]["input"]}
+    assert len([c for c in launched.fhir_calls if c[0] == "PUT"]) == 1
 
 
 def test_task_becomes_completed_when_nothing_is_missing_any_more(client, launched):
