@@ -151,11 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(default: str) -> None:
+    name = (os.environ.get("IVIG_LOG_LEVEL") or default).strip().upper()
+    if name not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UsageError(f"IVIG_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {name!r}")
+    logging.basicConfig(level=name, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("IVIG_LOG_LEVEL", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)
+        _configure_logging(default="INFO" if args.command in ("serve", "demo") else "WARNING")
         return args.func(args)
     except UsageError as exc:
         print(f"ivig-check: {exc}", file=sys.stderr)

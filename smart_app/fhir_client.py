@@ -75,7 +75,7 @@ class FhirClient:
     timeout: float = 15.0
     retries: int = 3
     backoff: float = 0.5
-    max_workers: int = 10
+    max_workers: int = 16  # >= searches + 1, so one patient is one wave of requests
     session: requests.Session = field(default_factory=requests.Session)
     # Refresh hook, called with the token that was refused; returns the token to retry with.
     on_unauthorized: Callable[[str | None], str | None] | None = None

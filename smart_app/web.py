@@ -439,7 +439,9 @@ def report_page():
         source_href=lambda ref: _source_href(data, ref), csrf_token=data["csrf"],
         can_write_task=_can_write(data), task_result=(flash or {}).get("task_result"),
         error=(flash or {}).get("error"), fhir_base=data["iss"], launched_at=data["launched_at"],
-        style_vars=_style_vars(sid, data),
+        # The stylesheet link only; the EHR's style document is fetched when the browser
+        # asks for /smart-style.css, off the report's critical path.
+        style_vars=bool(data.get("smart_style_url") or data.get("style")),
     )
 
 
@@ -453,7 +455,7 @@ def api_report():
 @bp.get("/smart-style.css")
 def smart_style_css():
     sid, data = _launched()
-    style = data.get("style") or {}
+    style = _style_vars(sid, data)
     body = ":root {\n" + "".join(f"  {k}: {v};\n" for k, v in style.items()) + "}\n"
     return Response(body, mimetype="text/css")
 
@@ -471,7 +473,8 @@ def source(rtype: str, rid: str):
         raise AppError(502, f"The FHIR server could not return {rtype}/{rid}: {exc}.") from None
     return render_template("source.html", reference=f"{rtype}/{rid}",
                            resource_json=json.dumps(resource, indent=2, ensure_ascii=False),
-                           back_href=url_for("web.report_page"), style_vars=data.get("style"))
+                           back_href=url_for("web.report_page"),
+                           style_vars=bool(data.get("smart_style_url") or data.get("style")))
 
 
 def _source_href(data: dict[str, Any], reference: str) -> str:

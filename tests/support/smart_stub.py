@@ -42,7 +42,14 @@ from urllib.parse import unquote_plus, urlencode
 
 import requests
 import requests.adapters
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No per-request lines on stderr (they would carry codes and tokens in URLs)."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
 from werkzeug.wrappers import Request, Response
 
 __all__ = ["DEFAULT_CAPABILITIES", "SMART_STYLE", "SmartStub", "pkce_pair", "s256"]
@@ -175,7 +182,8 @@ class SmartStub:
     def start(self) -> str:
         if self._server is not None:
             raise RuntimeError("SmartStub already started")
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True,
+                                   request_handler=_QuietHandler)
         self.port = self._server.server_port
         self.root_url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.root_url}/fhir"
@@ -258,6 +266,8 @@ class SmartStub:
         except Exception as exc:  # noqa: BLE001 - a stub bug must fail the test, not hang it
             response = self._json(500, _operation_outcome("exception", f"SmartStub error: {exc!r}"),
                                   FHIR_JSON)
+        if self.delay:  # simulated network latency, on every answer (FHIR, discovery, OAuth)
+            time.sleep(self.delay)
         return response(environ, start_response)
 
     def _route(self, req: Request) -> Response:
@@ -544,8 +554,6 @@ class SmartStub:
         for h in PASSED_RESPONSE_HEADERS:
             if h in upstream.headers:
                 out_headers[h] = self._rewrite(upstream.headers[h])
-        if self.delay:
-            time.sleep(self.delay)
         response = Response(content, status=upstream.status_code, headers=out_headers)
         if ctype:
             response.headers["Content-Type"] = ctype
