@@ -102,8 +102,9 @@ def test_conditional_create_then_update_never_duplicates(seed_report):
     assert post.headers["If-None-Exist"].startswith("identifier=")
     assert ident["value"] in post.headers["If-None-Exist"]
 
-    # second evaluation: the Task exists -> PUT with If-Match, same id
+    # second evaluation, the record changed: the Task exists -> PUT with If-Match, same id
     responses.reset()
+    stored = {**stored, "description": "an earlier evaluation"}
     responses.get(f"{FHIR}/Task", json={"resourceType": "Bundle", "type": "searchset",
                                         "entry": [{"resource": stored}]})
     responses.put(f"{FHIR}/Task/t1", json={**stored, "meta": {"versionId": "2"}})
@@ -115,10 +116,21 @@ def test_conditional_create_then_update_never_duplicates(seed_report):
 
 
 @responses.activate
+def test_identical_content_is_not_rewritten(seed_report):
+    task = build_task(seed_report, BASE)
+    stored = {**task, "id": "t1", "meta": {"versionId": "4"}, "lastModified": "2020-01-01"}
+    responses.get(f"{FHIR}/Task", json={"resourceType": "Bundle", "type": "searchset",
+                                        "entry": [{"resource": stored}]})
+    result, created = _client().upsert_task(task, lambda existing: build_task(seed_report, BASE, existing=existing))
+    assert not created and result["meta"]["versionId"] == "4"
+    assert [c.request.method for c in responses.calls] == ["GET"]
+
+
+@responses.activate
 def test_stale_version_412_rereads_and_retries(seed_report):
     task = build_task(seed_report, BASE)
-    v1 = {**task, "id": "t1", "meta": {"versionId": "1"}}
-    v2 = {**task, "id": "t1", "meta": {"versionId": "2"}}
+    v1 = {**task, "id": "t1", "meta": {"versionId": "1"}, "description": "older"}
+    v2 = {**task, "id": "t1", "meta": {"versionId": "2"}, "description": "older still"}
     responses.get(f"{FHIR}/Task", json={"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": v1}]})
     responses.get(f"{FHIR}/Task", json={"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": v2}]})
     responses.put(f"{FHIR}/Task/t1", status=412, json={"resourceType": "OperationOutcome", "issue": []})
