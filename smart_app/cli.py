@@ -127,6 +127,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .demo import DemoError, examples_dir, run_demo
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
+    try:
+        run_demo(args.port, examples_dir())
+    except (DemoError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ivig-check", description="IVIG/SCIG coverage check on FHIR R4 records")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -146,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     sv.set_defaults(func=cmd_serve)
+    dm = sub.add_parser("demo", help="start a FHIR server with the example patients and the app")
+    dm.add_argument("--port", type=int, default=8000, help="port for the app (default 8000)")
+    dm.set_defaults(func=cmd_demo)
     rs = sub.add_parser("rulesets", help="list available rulesets")
     rs.set_defaults(func=cmd_rulesets)
     return parser

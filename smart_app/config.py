@@ -66,6 +66,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 class DemoPatient:
     id: str
     label: str
+    ruleset: str | None = None
+    determination: str | None = None  # what the app computes for it (shown as a hint)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ class _Gunicorn(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self._options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
 
     def load(self):
         return self._app
@@ -57,6 +58,8 @@ def gunicorn_options(host: str, port: int) -> dict[str, object]:
         "loglevel": os.environ.get("IVIG_LOG_LEVEL", "info").lower(),
         "forwarded_allow_ips": os.environ.get("IVIG_FORWARDED_ALLOW_IPS", "127.0.0.1"),
         "proc_name": "ivig-check",
+        # gunicorn >= 27 opens a control socket under $HOME by default; the app needs none.
+        "control_socket_disable": True,
     }
 
 

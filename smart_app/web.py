@@ -151,9 +151,11 @@ def _security_headers(resp: Response) -> Response:
 
 
 def _wants_json() -> bool:
+    """JSON for /api/* and for a POST that prefers JSON (``Accept: application/json``);
+    HTML for browsers and for ``*/*``."""
+    accept = request.accept_mimetypes
     return request.path.startswith("/api/") or (
-        request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
-        and request.method == "POST"
+        request.method == "POST" and accept["application/json"] > accept["text/html"]
     )
 
 
@@ -318,7 +320,8 @@ def launch_page():
     demo = None
     if config.demo_iss:
         demo = {"iss": config.demo_iss,
-                "patients": [{"id": p.id, "label": p.label} for p in config.demo_patients]}
+                "patients": [{"id": p.id, "label": p.label, "ruleset": p.ruleset,
+                              "determination_hint": p.determination} for p in config.demo_patients]}
     return render_template("launch.html", public_base_url=config.public_base_url,
                            allowed_issuers=list(config.allowed_issuers),
                            default_client_id=config.client_id, demo=demo)

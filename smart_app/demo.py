@@ -1,0 +1,94 @@
+"""``ivig-check demo``: the whole product on one machine, with no EHR.
+
+1. a real FHIR server (sekmet-fhir, in memory, 127.0.0.1, its simulator off) is started;
+2. every example Bundle in ``examples/`` is loaded into it as a transaction;
+3. the app runs under gunicorn in open-server mode against it, evaluating "as of" the
+   examples' date (2025-06-30) so the reports match ``examples/README.md``;
+4. the URL of ``launch.html`` is printed; there a visitor picks a patient, reads the
+   report, writes the Task, and opens the Task as the FHIR server holds it.
+
+Ctrl-C (or SIGTERM) stops the app and the FHIR server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from fhir_mappings import load_record
+
+from .config import Config, DemoPatient, load_config
+from .report import evaluate_record
+from .serve import PortInUse, check_port
+
+EXAMPLES_AS_OF = date(2025, 6, 30)  # the date examples/README.md evaluates every example on
+# Example 01 mirrors seed 002, a determination under the AAAAI criteria: offered under both.
+ALSO_UNDER = {"ex01-patient": "aaaai-pi"}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot start; the message says why and what to do."""
+
+
+def demo_patients(examples: Path, default_ruleset: str) -> list[DemoPatient]:
+    """One entry per example (and one per extra ruleset), labelled with the file name and
+    the determination the app computes for it, so the visitor knows what to expect."""
+    out = []
+    for path in sorted(examples.glob("*.json")):
+        record = load_record(path.read_bytes(), path.name)
+        pid = record.patient["id"]
+        title = path.stem.split("-", 1)[1].replace("-", " ") if "-" in path.stem else path.stem
+        for ruleset in (default_ruleset, ALSO_UNDER.get(pid)):
+            if ruleset is None:
+                continue
+            determination = evaluate_record(record, ruleset, EXAMPLES_AS_OF)["determination"]
+            out.append(DemoPatient(id=pid, label=f"{path.stem[:2]} · {title} ({ruleset})",
+                                   ruleset=ruleset, determination=determination))
+    return out
+
+
+def run_demo(port: int, examples: Path) -> None:
+    try:
+        import sekmet  # noqa: F401
+    except ImportError:
+        raise DemoError("the demo's FHIR server is not installed: pip install -e '.[demo]'") from None
+    from .demo_fhir import SekmetServer, SekmetStartError, load_examples
+    from .serve import run
+
+    if not examples.is_dir() or not any(examples.glob("*.json")):
+        raise DemoError(f"no example Bundles found in {examples}")
+    try:
+        check_port("127.0.0.1", port)
+    except PortInUse as exc:
+        raise DemoError(str(exc)) from None
+    base = f"http://127.0.0.1:{port}"
+    master = os.getpid()
+    fhir = SekmetServer()
+    try:
+        try:
+            fhir_base = fhir.start()
+        except SekmetStartError as exc:
+            raise DemoError(f"the demo FHIR server did not start: {str(exc).splitlines()[0]}") from None
+        load_examples(fhir_base, examples)
+        config: Config = load_config(
+            public_base_url=base, allowed_issuers=(fhir_base,), demo_iss=fhir_base,
+            demo_patients=tuple(demo_patients(examples, os.environ.get("IVIG_RULESET") or "bcbsmt-ig-2013")),
+            as_of=EXAMPLES_AS_OF,
+        )
+        print(f"ivig-check demo: FHIR server (sekmet-fhir, in memory) at {fhir_base}", file=sys.stderr)
+        print(f"ivig-check demo: {len(config.demo_patients)} example patients loaded; "
+              f"reports are evaluated as of {EXAMPLES_AS_OF}", file=sys.stderr)
+        print("ivig-check demo: Ctrl-C stops the app and the FHIR server; open:", file=sys.stderr)
+        sys.stderr.flush()
+        print(f"{base}/launch.html", flush=True)
+        run(config, "127.0.0.1", port)
+    finally:
+        if os.getpid() == master:  # gunicorn workers unwind through here too: only the master stops it
+            fhir.stop()
+
+
+def examples_dir() -> Path:
+    """``examples/`` of the checkout the app runs from (the demo needs the repository)."""
+    return Path(os.environ.get("IVIG_EXAMPLES_DIR") or Path(__file__).resolve().parents[1] / "examples")
