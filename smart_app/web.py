@@ -475,6 +475,7 @@ def source(rtype: str, rid: str):
     except FhirError as exc:
         raise AppError(502, f"The FHIR server could not return {rtype}/{rid}: {exc}.") from None
     return render_template("source.html", reference=f"{rtype}/{rid}",
+                           server_url=f"{data['iss']}/{rtype}/{quote(rid, safe='')}",
                            resource_json=json.dumps(resource, indent=2, ensure_ascii=False),
                            back_href=url_for("web.report_page"),
                            style_vars=bool(data.get("smart_style_url") or data.get("style")))
@@ -526,18 +527,18 @@ def post_task():
     if stored:
         ref = f"Task/{stored.get('id')}"
         result = {"reference": ref, "status": stored.get("status"), "created": created,
-                  "href": _task_href(data, stored)}
+                  "href": _task_href(stored)}
     data["flash"] = {"task_result": result} if result else {"error": None, "task_result": None}
     rt().store.save(sid, data)
     return redirect(url_for("web.report_page"), code=303)
 
 
-def _task_href(data: dict[str, Any], task: dict[str, Any]) -> str | None:
+def _task_href(task: dict[str, Any]) -> str | None:
+    """The app's view of the stored Task: fetched live from the FHIR server, readable in
+    the browser (a raw FHIR URL would download as a file, and needs the token)."""
     tid = task.get("id")
     if not isinstance(tid, str) or not _ID.match(tid):
         return None
-    if data.get("token") is None:  # open server: the Task as the server holds it
-        return f"{data['iss']}/Task/{quote(tid, safe='')}"
     return url_for("web.source", rtype="Task", rid=tid)
 
 

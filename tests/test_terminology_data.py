@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import tomllib
-from pathlib import Path
 
 import pytest
 import simple_icd_10_cm as icd

@@ -10,12 +10,10 @@ the criterion's own items).
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from helpers import (
     ago,
-    albumin,
     anti_gad,
     child,
     condition,
@@ -26,7 +24,6 @@ from helpers import (
     hiv_test,
     igg,
     igg_subclass,
-    immunization,
     infection,
     intolerance,
     ivig_admin,
