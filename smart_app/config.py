@@ -85,6 +85,7 @@ class Config:
     session_db: str | None = None
     session_ttl: int = 3600
     fhir_timeout: float = 15.0
+    report_cache_seconds: float = 30.0  # a session's report is reused this long (0 = never)
     # Fixes "today" for every recency window (the demo's example records are dated).
     as_of: date | None = None
     # Set by ``ivig-check demo``: the open FHIR server and the example patients it holds.
@@ -172,13 +173,14 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
             raise ConfigError(f"IVIG_RULESET: {exc}") from None
         kw["ruleset"] = ruleset
     for name, attr, cast in (("IVIG_SESSION_TTL", "session_ttl", int),
-                             ("IVIG_FHIR_TIMEOUT", "fhir_timeout", float)):
+                             ("IVIG_FHIR_TIMEOUT", "fhir_timeout", float),
+                             ("IVIG_REPORT_CACHE_SECONDS", "report_cache_seconds", float)):
         if (value := get(name)) is not None:
             try:
                 number = cast(value)
             except ValueError:
                 raise ConfigError(f"{name}: expected a number, got {value!r}") from None
-            if number <= 0:
+            if number < 0 or (number == 0 and attr != "report_cache_seconds"):
                 raise ConfigError(f"{name}: must be positive")
             kw[attr] = number
     if as_of := get("IVIG_AS_OF"):

@@ -41,6 +41,7 @@ bp = Blueprint("web", __name__)
 
 COOKIE = "ivig_sid"
 REFRESH_LEEWAY = 30  # seconds before expiry at which a token is renewed ahead of use
+DISCOVERY_TTL = 300  # seconds a server's SMART configuration is reused
 SOURCE_TYPES = set(READ_TYPES) | {"Task"}
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -68,6 +69,20 @@ class Runtime:
         self.http = requests.Session()  # discovery, token and style requests
         self.private_key = load_private_key(config.private_key_file) if config.private_key_file else None
         self.client_options: dict[str, Any] = {}  # extra FhirClient settings (retries, backoff)
+        self._discovered: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def discover(self, iss: str) -> Any:
+        """SMART discovery for ``iss``, remembered for DISCOVERY_TTL seconds per worker."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._discovered.get(iss)
+        if hit and now - hit[0] < DISCOVERY_TTL:
+            return hit[1]
+        smart = discover(self.http, iss, self.config.fhir_timeout)
+        with self._lock:
+            self._discovered[iss] = (now, smart)
+        return smart
 
     def fhir_client(self, base_url: str, **kw: Any) -> FhirClient:
         return FhirClient(base_url, timeout=self.config.fhir_timeout, **{**self.client_options, **kw})
@@ -291,8 +306,18 @@ def _as_of() -> date:
     return cfg().as_of or date.today()
 
 
-def _evaluate(sid: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], FhirClient]:
-    """Fetch the launched patient's record and evaluate it: (report, Patient, client)."""
+def _evaluate(sid: str, data: dict[str, Any], *, fresh: bool = False
+              ) -> tuple[dict[str, Any], dict[str, Any] | None, FhirClient | None]:
+    """The launched patient's report: (report, banner fields, client or None if cached).
+
+    A report fetched less than ``IVIG_REPORT_CACHE_SECONDS`` ago in this session is reused
+    (the JSON view after the page, the page after a Task write); ``fresh`` always fetches.
+    The cache lives in the encrypted server-side session, never in the browser.
+    """
+    ttl = cfg().report_cache_seconds
+    cached = data.get("cache")
+    if not fresh and cached and time.time() - cached["at"] < ttl:
+        return cached["report"], cached["banner"], None
     client = _client(sid, data)
     try:
         record = client.patient_record(data["patient"], readable=_readable(data))
@@ -305,7 +330,12 @@ def _evaluate(sid: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     except FhirError as exc:
         raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
     report = evaluate_record(record, data["ruleset"], _as_of())
-    return report, record.patient, client
+    banner = patient_banner(record.patient)
+    data["fetched_at"] = _now()
+    if ttl > 0:
+        data["cache"] = {"at": time.time(), "report": report, "banner": banner}
+    rt().store.save(sid, data)
+    return report, banner, client
 
 
 # --- routes: launch --------------------------------------------------------------------------
@@ -365,7 +395,7 @@ def launch():
         raise AppError(400, str(exc)) from None
     iss = iss.rstrip("/")
     try:
-        smart = discover(rt().http, iss, config.fhir_timeout)
+        smart = rt().discover(iss)
     except SmartError as exc:
         raise AppError(502, f"The app could not start: {exc}.") from None
     old_sid = request.cookies.get(COOKIE)
@@ -432,16 +462,17 @@ def callback():
 @bp.get("/report")
 def report_page():
     sid, data = _launched()
-    report, patient, client = _evaluate(sid, data)
+    report, banner, _ = _evaluate(sid, data, fresh=request.args.get("refresh") == "1")
     flash = data.pop("flash", None)
     if flash is not None:
         rt().store.save(sid, data)
     show_banner = data.get("need_patient_banner") or data.get("standalone")
     return render_template(
-        "report.html", report=report, banner=patient_banner(patient) if show_banner else None,
+        "report.html", report=report, banner=banner if show_banner else None,
         source_href=lambda ref: _source_href(data, ref), csrf_token=data["csrf"],
         can_write_task=_can_write(data), task_result=(flash or {}).get("task_result"),
-        error=(flash or {}).get("error"), fhir_base=data["iss"], launched_at=data["launched_at"],
+        error=(flash or {}).get("error"), fhir_base=data["iss"],
+        launched_at=data.get("fetched_at") or data["launched_at"],
         # The stylesheet link only; the EHR's style document is fetched when the browser
         # asks for /smart-style.css, off the report's critical path.
         style_vars=bool(data.get("smart_style_url") or data.get("style")),
@@ -499,7 +530,8 @@ def post_task():
                        "Reload the report and press the button again.")
     if not _can_write(data):
         raise AppError(403, "The EHR did not grant this app permission to write Tasks.")
-    report, _, client = _evaluate(sid, data)  # the Task reflects the record as it is now
+    report, _, client = _evaluate(sid, data, fresh=True)  # the Task reflects the record as it is now
+    assert client is not None
     base = cfg().public_base_url
     now = datetime.now(timezone.utc)
     requester = data.get("fhir_user")

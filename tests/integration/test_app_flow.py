@@ -25,7 +25,7 @@ BASE = "http://127.0.0.1:8000"
 def make_app(tmp_path, issuers: str, **env):
     environ = {"IVIG_ALLOWED_ISSUERS": issuers, "IVIG_CLIENT_ID": "ivig-test", "IVIG_PUBLIC_BASE_URL": BASE,
                "IVIG_SECRET_KEY": "integration-secret-0123456789", "IVIG_AS_OF": "2025-06-30",
-               "IVIG_SESSION_DB": str(tmp_path / "sessions.sqlite"), **env}
+               "IVIG_SESSION_DB": str(tmp_path / "sessions.sqlite"), "IVIG_REPORT_CACHE_SECONDS": "0", **env}
     return create_app(load_config(environ))
 
 

@@ -26,6 +26,7 @@ def run_app(env: dict[str, str], *, port: int | None = None, timeout: float = 30
     full_env = {**os.environ, "IVIG_PUBLIC_BASE_URL": base, **env}
     proc = subprocess.Popen([sys.executable, "-m", "smart_app.cli", "serve", "--port", str(port)],
                             env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run_app.pid = proc.pid  # type: ignore[attr-defined]  # the gunicorn master, for memory figures
     try:
         deadline = time.monotonic() + timeout
         while True:

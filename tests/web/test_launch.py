@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import responses
-from conftest import authorize_params, complete_launch, make_app, start_launch
+from web_helpers import authorize_params, complete_launch, make_app, start_launch
 from fake_ehr import AUTHORIZE, ISS, TOKEN, FakeEhr, s256
 
 from smart_app.sessions import SessionStore

@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 import responses
-from conftest import complete_launch, csrf_of, make_app
+from web_helpers import complete_launch, csrf_of, make_app
 from fake_ehr import ISS, FakeEhr
 
 
@@ -246,3 +246,23 @@ def test_codesystem_lists_every_documentation_code(client):
     assert cs["url"] == "http://127.0.0.1:8000/fhir/CodeSystem/ivig-documentation"
     codes = {c["code"] for c in cs["concept"]}
     assert codes >= set(documentation_codes()) | {"documentation-request"}
+
+
+def test_report_is_reused_briefly_within_a_session_but_task_writes_fetch_fresh(tmp_path, rsps):
+    app = make_app(tmp_path, IVIG_REPORT_CACHE_SECONDS="30")
+    client = app.test_client()
+    ehr = FakeEhr(rsps)
+    complete_launch(client, ehr)
+    reads = lambda: sum(1 for m, p in ehr.fhir_calls if m == "GET" and p.startswith("Patient/"))  # noqa: E731
+    client.get("/report")
+    client.get("/api/report")
+    assert reads() == 1  # the JSON view reused the page's fetch
+    client.get("/report", query_string={"refresh": "1"})
+    assert reads() == 2  # an explicit refresh fetches
+    _post_task(client)
+    assert reads() == 3  # a Task write always evaluates the record as it is now
+    client.get("/report")
+    assert reads() == 3  # ... and the page after it shows that evaluation
+    sid = client.get_cookie("ivig_sid").value
+    stored = app.extensions["ivig"].store.get(sid)
+    assert stored["cache"]["report"]["determination"]  # cached server-side, encrypted at rest
