@@ -172,6 +172,10 @@ def _configure_logging(default: str) -> None:
     if name not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UsageError(f"IVIG_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {name!r}")
     logging.basicConfig(level=name, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries that log request URLs (patient ids in queries, codes in callbacks) stay at
+    # WARNING whatever the app's level: no PHI or credential reaches the log through them.
+    for noisy in ("urllib3", "requests", "authlib", "werkzeug", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(name)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -167,6 +168,7 @@ class FhirClient:
         url: str | None = path
         pages = 0
         while url:
+            url = self.url(url) if not url.startswith(("http://", "https://")) else url
             if url in seen:
                 log.warning("search paging loop detected; stopped")
                 break
@@ -244,26 +246,29 @@ class FhirClient:
         """
         ident = task["identifier"][0]
         query = f"identifier={quote(ident['system'], safe='')}|{quote(ident['value'], safe='')}"
+        known: dict[str, Any] | None = None  # a Task the server just handed back
         for attempt in range(8):
-            if attempt:  # lost a race: let the other writer finish before re-reading
+            if attempt and known is None:  # lost a race: let the other writer finish first
                 self.sleep(random.uniform(0, 0.05 * attempt))
-            existing = self.search_all(f"Task?{query}")
-            if len(existing) > 1:
-                log.warning("more than one Task carries the same identifier; updating the first")
-            current = existing[0] if existing else None
+            if known is not None:
+                current, known = known, None
+            else:
+                existing = self.search_all(f"Task?{query}")
+                if len(existing) > 1:
+                    log.warning("more than one Task carries the same identifier; updating the first")
+                current = existing[0] if existing else None
             body = build(current)
             if body is None:
                 return None, False
             try:
                 if current is None:
                     resp = self.request("POST", "Task", body=body, headers={"If-None-Exist": query})
-                    created = resp.status_code == 201
-                    stored = _body_or_none(resp)
-                    if stored is None or stored.get("resourceType") != "Task":
-                        stored = (self.search_all(f"Task?{query}") or [body])[0]
-                    if not created:  # 200: a Task with this identifier already existed
-                        continue
-                    return stored, True
+                    stored = self._written_task(resp, query)
+                    if resp.status_code == 201:
+                        return stored or body, True
+                    # 200: a Task with this identifier already existed; update that one.
+                    known = stored
+                    continue
                 if _same_content(current, body):  # e.g. a concurrent writer stored this already
                     return current, False
                 version = (current.get("meta") or {}).get("versionId")
@@ -276,6 +281,22 @@ class FhirClient:
             except PreconditionFailed:
                 continue
         raise FhirRefused("could not write the Task: it kept changing on the server (412)")
+
+    def _written_task(self, resp: requests.Response, query: str) -> dict[str, Any] | None:
+        """The Task a create answered with: its body, else the one its Location names,
+        else a search by identifier."""
+        stored = _body_or_none(resp)
+        if stored is not None and stored.get("resourceType") == "Task" and stored.get("id"):
+            return stored
+        location = resp.headers.get("Location") or resp.headers.get("Content-Location") or ""
+        m = re.search(r"(?:^|/)Task/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$", location)
+        if m:
+            try:
+                return self.read("Task", m.group(1))
+            except FhirError:
+                pass
+        found = self.search_all(f"Task?{query}")
+        return found[0] if found else None
 
 
 _VOLATILE = {"id", "meta", "text", "lastModified"}
