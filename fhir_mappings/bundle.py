@@ -86,6 +86,8 @@ def parse_json(text: str | bytes, what: str = "input") -> Any:
         raise BundleError(
             f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except RecursionError:
+        raise BundleError(f"{what} is nested too deeply to be FHIR JSON") from None
 
 
 def one_line(text: object, limit: int = 200) -> str:

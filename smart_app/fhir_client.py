@@ -148,8 +148,8 @@ class FhirClient:
             return None
         try:
             data = resp.json()
-        except ValueError as exc:
-            raise FhirRefused("FHIR server sent a response that is not JSON", resp.status_code) from exc
+        except (ValueError, RecursionError):
+            raise FhirRefused("FHIR server sent a response that is not JSON", resp.status_code) from None
         return data
 
     # --- reads ----------------------------------------------------------------------------
@@ -312,7 +312,7 @@ def _same_content(stored: dict[str, Any], body: dict[str, Any]) -> bool:
 def _body_or_none(resp: requests.Response) -> dict[str, Any] | None:
     try:
         data = resp.json() if resp.content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -327,7 +327,7 @@ def _retry_after(resp: requests.Response, default: float) -> float:
 def _oo_text(resp: requests.Response) -> str:
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return "no details"
     if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
         return operation_outcome_message(data)
