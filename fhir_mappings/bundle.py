@@ -88,11 +88,14 @@ def parse_json(text: str | bytes, what: str = "input") -> Any:
         ) from exc
     except RecursionError:
         raise BundleError(f"{what} is nested too deeply to be FHIR JSON") from None
+    except ValueError:  # e.g. an integer literal longer than Python converts (4,300 digits)
+        raise BundleError(f"{what} holds a number too long to read") from None
 
 
 def one_line(text: object, limit: int = 200) -> str:
     """Text safe for a one-line message: whitespace (incl. U+2028, NEL, VT) folded, cut."""
-    return " ".join(str(text).split())[:limit]
+    text = str(text).encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
+    return " ".join(text.split())[:limit]
 
 
 def operation_outcome_message(oo: dict[str, Any]) -> str:
@@ -104,7 +107,9 @@ def operation_outcome_message(oo: dict[str, Any]) -> str:
         details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
         text = issue.get("diagnostics") or details.get("text")
         if isinstance(text, str) and text.strip():
-            severity = issue.get("severity") if isinstance(issue.get("severity"), str) else "error"
+            severity = issue.get("severity")
+            if severity not in ("fatal", "error", "warning", "information"):
+                severity = "error"
             return f"{severity}: {one_line(text)}"
     return "no diagnostics given"
 
@@ -124,7 +129,7 @@ def record_from_bundle(data: Any, what: str = "input") -> PatientRecord:
         raise BundleError(f"{what} is a {one_line(rtype, 60)}, not a Bundle")
     btype = data.get("type")
     if not isinstance(btype, str) or btype not in R4_BUNDLE_TYPES:
-        raise BundleError(f"{what}: Bundle.type {btype!r} is not a FHIR R4 Bundle type")
+        raise BundleError(f"{what}: Bundle.type {one_line(repr(btype), 60)} is not a FHIR R4 Bundle type")
     entries = data.get("entry", [])
     if not isinstance(entries, list):
         raise BundleError(f"{what}: Bundle.entry must be a list")

@@ -266,7 +266,7 @@ class _Reader:
         elif isinstance(obs.get("valueString"), str):
             parsed = VALUE_STRING.match(obs["valueString"])
             if parsed:
-                value = float(parsed["num"])
+                value = _number(float(parsed["num"]))  # "1e400 kg" is inf: not a value
                 cmp = parsed["cmp"]
                 comparator = CMP_ALIASES.get(cmp, cmp) if cmp else None
                 unit_in = (parsed["unit"] or "").strip() or None
@@ -381,14 +381,14 @@ class _Reader:
         )
 
     def medication_request(self, req: dict[str, Any]) -> None:
+        status = str(req.get("status", "unknown"))
+        if status == "entered-in-error":  # not evidence of anything, and no warnings about it
+            return
         ref = _ref(req)
         cc = self.medication_concept(req)
         ig, product = self.is_ig(cc, ref)
-        status = str(req.get("status", "unknown"))
         if not ig:
             self._therapy_from_medication(req, cc, ref, "authoredOn")
-            return
-        if status == "entered-in-error":
             return
         self.facts.ig_orders.append(self._order(req, ref, status, product, cc))
 

@@ -134,7 +134,12 @@ def rtype(entry: Any) -> str | None:
 
 
 def ref_of(res: dict[str, Any]) -> str:
-    return f"{res.get('resourceType')}/{res.get('id')}"
+    return f"{_plain(res.get('resourceType'))}/{_plain(res.get('id'))}"
+
+
+def _plain(value: Any) -> str:
+    """str() for display, safe for any JSON value (str() refuses ints beyond 4300 digits)."""
+    return value if isinstance(value, str) else _short(value)
 
 
 def resources(bundle: dict[str, Any], *types: str) -> list[dict[str, Any]]:
@@ -159,7 +164,13 @@ def find(bundle: dict[str, Any], pred: Callable[[Spot], bool], *types: str) -> l
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    if isinstance(value, int) and abs(value) > 10**limit:
+        digits = int(abs(value).bit_length() * 0.30102999566398120) + 1  # str() may refuse
+        return f"<{'-' if value < 0 else ''}int of about {digits} digits>"
+    try:
+        text = repr(value)
+    except ValueError:  # a container holding an int too long for str()
+        return f"<{type(value).__name__} holding a very long int>"
     return text if len(text) <= limit else f"{text[:limit]}…({len(text)} chars)"
 
 
@@ -330,7 +341,7 @@ def m_status(bundle, ch):
         return None
     res = ch.choice(found)
     old, res["status"] = res.get("status"), ch.choice(STATUSES)
-    return f"{ref_of(res)}.status: {old!r} -> {res['status']!r}"
+    return f"{ref_of(res)}.status: {_short(old)} -> {res['status']!r}"
 
 
 def m_verification(bundle, ch):
@@ -463,9 +474,9 @@ def m_value_string(bundle, ch):
         return None
     res = ch.choice(found)
     q = res.pop("valueQuantity")
-    num = ch.choice([str(q.get("value")), "0", ".5", "00000380", "3,80", "9" * 400,
+    num = ch.choice([_plain(q.get("value")), "0", ".5", "00000380", "3,80", "9" * 400,
                      "1" + "0" * 320, "0." + "0" * 400 + "1", "380.", "1e3", "-5", str(odd_number(ch))])
-    unit = ch.choice([str(q.get("code") or q.get("unit") or ""), *UNITS])
+    unit = ch.choice([_plain(q.get("code") or q.get("unit") or ""), *UNITS])
     res["valueString"] = f"{ch.choice(['', '<', '>=', '≤ ', '~'])}{num} {unit}"
     return f"{ref_of(res)}: valueQuantity -> valueString {_short(res['valueString'])}"
 
@@ -490,7 +501,7 @@ def m_recast_medication(bundle, ch):
         res["whenHandedOver"] = when
     else:
         res["effectiveDateTime"] = when
-    return f"{old} recast as {new} (status {res.get('status')!r}, date {when!r})"
+    return f"{old} recast as {new} (status {_short(res.get('status'))}, date {when!r})"
 
 
 MUTATIONS: dict[str, Mutation] = {
@@ -730,33 +741,50 @@ def nested(depth: int, kind: str) -> Any:
     return value
 
 
+@dataclass
+class Parsed:
+    """Parsed JSON for ``record_from_bundle``; ``repr`` gives the recipe only (may be deep)."""
+
+    recipe: str
+    data: Any
+
+    def __repr__(self) -> str:
+        return f"Parsed({self.recipe!r})"
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+
+nesting_depths = st.one_of(st.integers(1, 3000), st.sampled_from([990, 1000, 1100, 5000, 20_000]))
+
+
 @st.composite
-def parsed_bundles(draw) -> tuple[str, Any]:
-    """(description, parsed JSON) for ``record_from_bundle``: envelope-mutated examples."""
+def parsed_bundles(draw) -> Parsed:
+    """Envelope-mutated examples (and a few bare values), as parsed JSON."""
     ch = DrawChooser(draw)
     if ch.integer(0, 9) == 0:  # something that is not a Bundle at all
-        value = ch.choice([None, 0, 1.5, float("nan"), "Bundle", [], [{}], True, {},
-                           nested(ch.integer(1, 50_000), ch.choice(["array", "object"])), 10**5000])
-        return (f"bare {_short(value)}", value)
+        value = ch.choice([None, 0, 1.5, float("nan"), "Bundle", [], [{}], True, {}, 10**5000,
+                           nested(draw(nesting_depths), ch.choice(["array", "object"]))])
+        return Parsed(f"bare {type(value).__name__}", value)
     name = ch.choice(EXAMPLE_NAMES)
     bundle = example_bundle(name)
     log = [name]
     for _ in range(ch.integer(1, 4)):
-        op = ch.choice(list(ENVELOPE) + ["mutation", "deep"])
+        op = ch.choice(list(ENVELOPE) + ["mutation"])
         if op == "mutation":
             done = MUTATIONS[ch.choice(MUTATION_NAMES)](bundle, ch)
-        elif op == "deep":
-            depth = ch.integer(1, 50_000)
-            target = ch.choice(resources(bundle) or [bundle])
-            target["extension"] = nested(depth, ch.choice(["array", "object"]))
-            done = f"{ref_of(target)}.extension nested {depth} deep"
         elif op == "weird-number":
             done = e_weird_number(bundle, ch, json_safe=False)
         else:
             done = ENVELOPE[op](bundle, ch)
         if done:
             log.append(f"{op}: {done}")
-    return (" | ".join(log), bundle)
+    if ch.integer(0, 4) == 0:  # last, so that no later edit walks the deep value
+        depth = draw(nesting_depths)
+        target = ch.choice(resources(bundle) or [bundle])
+        target["extension"] = nested(depth, ch.choice(["array", "object"]))
+        log.append(f"{ref_of(target)}.extension nested {depth} deep")
+    return Parsed(" | ".join(log), bundle)
 
 
 # --- loader inputs: text and bytes ---------------------------------------------------------------
@@ -767,8 +795,8 @@ class LoaderInput:
 
     def __repr__(self) -> str:
         data = self.data
-        preview = data if len(data) <= 160 else data[:100] + data[-40:]
-        return f"LoaderInput({self.recipe!r}, {type(data).__name__} of length {len(data)}: {preview!r})"
+        preview = repr(data) if len(data) <= 160 else f"{data[:100]!r} … {data[-40:]!r}"
+        return f"LoaderInput({self.recipe!r}, {type(data).__name__} of length {len(data)}: {preview})"
 
     def _repr_pretty_(self, p, cycle) -> None:  # Hypothesis' printer: the short form
         p.text(repr(self))
@@ -825,9 +853,9 @@ def example_text(draw) -> LoaderInput:
         if done:
             log.append(f"{op}: {done}")
     if ch.integer(0, 3) == 0:
-        rate = ch.choice([0.01, 0.1, 0.5])
-        text = _dumps_with_duplicates(bundle, draw(st.randoms(use_true_random=False)), rate)
-        log.append(f"duplicate keys (rate {rate})")
+        rate, seed = ch.choice([0.01, 0.1, 0.5]), ch.integer(0, 2**32 - 1)
+        text = _dumps_with_duplicates(bundle, random.Random(seed), rate)
+        log.append(f"duplicate keys (rate {rate}, random.Random({seed}))")
     else:
         text = json.dumps(bundle, indent=ch.choice([None, 1]), ensure_ascii=ch.boolean())
     for _ in range(ch.integer(0, 3)):
@@ -840,7 +868,7 @@ def example_text(draw) -> LoaderInput:
                 text = text[:tok.start(2)] + lit + text[tok.end(2):]
                 log.append(f"number at {tok.start(2)} -> {_short(lit)}")
         elif op == 1:
-            depth = ch.choice([ch.integer(1, 3000), 998, 999, 1000, 1001, 5000, 100_000])
+            depth = draw(nesting_depths)
             kind = ch.choice(["array", "object", "mixed"])
             at = text.find('"resourceType": "Patient"')
             if at < 0:
@@ -892,40 +920,82 @@ def example_text(draw) -> LoaderInput:
     return LoaderInput(" | ".join(log), data)
 
 
+def _bytes_or_text(ch: Chooser, text: str) -> str | bytes:
+    return text.encode("utf-8") if ch.boolean() else text
+
+
 @st.composite
-def bare_inputs(draw) -> LoaderInput:
-    """Inputs not derived from an example: random bytes/text, literals, deep nesting, huge numbers."""
+def literal_inputs(draw) -> LoaderInput:
     ch = DrawChooser(draw)
-    kind = ch.integer(0, 6)
-    if kind == 0:
-        return LoaderInput("random bytes", draw(st.binary(max_size=300)))
-    if kind == 1:
-        return LoaderInput("random text", ch.text(200))
-    if kind == 2:
-        lit = ch.choice(["", " ", "\n", "null", "true", "0", '""', "[]", "{}", "NaN", "-Infinity",
-                         '{"resourceType":"Bundle"}{"resourceType":"Bundle"}', "\ufeff{}", "\x00",
-                         '{"resourceType":"Bundle","type":"collection","entry":[]}', "// c\n{}",
-                         '{"resourceType":"Bundle",}', "'Bundle'", '{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"p"}}]} trailing'])
-        return LoaderInput("literal", lit if ch.boolean() else lit.encode("utf-8"))
-    if kind == 3:
-        depth = ch.choice([ch.integer(1, 3000), 999, 1000, 5000, 100_000, 1_000_000])
-        nest = nest_text(depth, ch.choice(["array", "object", "mixed"]))
-        return LoaderInput(f"bare nesting {depth} deep", nest)
-    if kind == 4:
-        digits = huge_digits(ch)
-        doc = ch.choice([digits, f"[{digits}]",
-                         '{"resourceType":"Bundle","type":"collection","total":' + digits + "}",
-                         '{"resourceType":"Bundle","type":"collection","entry":[{"resource":'
-                         '{"resourceType":"Patient","id":"p","x":' + digits + "}}]}"])
-        return LoaderInput(f"huge number of {len(digits)} characters", doc)
-    if kind == 5:
-        raw = ch.choice(list(EXAMPLE_BYTES.values()))
+    lit = ch.choice(["", " ", "\n", "null", "true", "0", '""', "[]", "{}", "NaN", "-Infinity",
+                     '{"resourceType":"Bundle"}{"resourceType":"Bundle"}', "\ufeff{}", "\x00",
+                     '{"resourceType":"Bundle","type":"collection","entry":[]}', "// c\n{}",
+                     '{"resourceType":"Bundle",}', "'Bundle'",
+                     ('{"resourceType":"Bundle","type":"collection","entry":[{"resource":'
+                      '{"resourceType":"Patient","id":"p"}}]} trailing')])
+    return LoaderInput("literal", _bytes_or_text(ch, lit))
+
+
+@st.composite
+def deep_inputs(draw) -> LoaderInput:
+    ch = DrawChooser(draw)
+    depth = draw(nesting_depths)
+    kind = ch.choice(["array", "object", "mixed"])
+    nest = nest_text(depth, kind)
+    if ch.boolean():
+        return LoaderInput(f"bare {kind} nesting {depth} deep", _bytes_or_text(ch, nest))
+    doc = ('{"resourceType":"Bundle","type":"collection","entry":[{"resource":'
+           '{"resourceType":"Patient","id":"p","extension":' + nest + "}}]}")
+    return LoaderInput(f"Bundle with Patient.extension nested {depth} deep ({kind})", _bytes_or_text(ch, doc))
+
+
+@st.composite
+def huge_number_inputs(draw) -> LoaderInput:
+    ch = DrawChooser(draw)
+    n = draw(st.one_of(st.integers(1, 10_000), st.sampled_from([4300, 4301, 20_000, 100_000])))
+    digits = ch.choice(["", "-"]) + "9" * n + ch.choice(["", "", ".5", "e5", "e-99999"])
+    doc = ch.choice([digits, f"[{digits}]",
+                     '{"resourceType":"Bundle","type":"collection","total":' + digits + "}",
+                     '{"resourceType":"Bundle","type":"collection","entry":[{"resource":'
+                     '{"resourceType":"Patient","id":"p","x":' + digits + "}}]}"])
+    return LoaderInput(f"number of {len(digits)} characters ({digits[:3]}…{digits[-6:]})", _bytes_or_text(ch, doc))
+
+
+@st.composite
+def damaged_example_bytes(draw) -> LoaderInput:
+    ch = DrawChooser(draw)
+    name = ch.choice(EXAMPLE_NAMES)
+    raw = EXAMPLE_BYTES[name]
+    if ch.boolean():
         cut = ch.integer(0, len(raw) - 1)
-        return LoaderInput(f"example truncated at byte {cut}", raw[:cut])
-    raw = ch.choice(list(EXAMPLE_BYTES.values()))
+        return LoaderInput(f"{name} truncated at byte {cut}", raw[:cut])
     at = ch.integer(0, len(raw))
     bad = ch.choice(INVALID_UTF8)
-    return LoaderInput(f"invalid UTF-8 {bad!r} at byte {at} of an example", raw[:at] + bad + raw[at:])
+    return LoaderInput(f"{name} with invalid UTF-8 {bad!r} at byte {at}", raw[:at] + bad + raw[at:])
 
 
-loader_inputs = st.one_of(example_text(), bare_inputs())
+@st.composite
+def envelope_inputs(draw) -> LoaderInput:
+    """An example with envelope edits only (wrong types, patients, OperationOutcome, R5), as JSON."""
+    ch = DrawChooser(draw)
+    name = ch.choice(EXAMPLE_NAMES)
+    bundle = example_bundle(name)
+    log = [name]
+    for _ in range(ch.integer(1, 3)):
+        op = ch.choice(list(ENVELOPE))
+        done = ENVELOPE[op](bundle, ch)
+        if done:
+            log.append(f"{op}: {done}")
+    return LoaderInput(" | ".join(log), _bytes_or_text(ch, json.dumps(bundle)))
+
+
+loader_inputs = st.one_of(
+    example_text(),
+    envelope_inputs(),
+    st.binary(max_size=300).map(lambda b: LoaderInput("random bytes", b)),
+    st.text(max_size=200).map(lambda t: LoaderInput("random text", t)),
+    literal_inputs(),
+    deep_inputs(),
+    huge_number_inputs(),
+    damaged_example_bytes(),
+)
