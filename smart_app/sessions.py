@@ -18,6 +18,8 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -42,6 +44,8 @@ class SessionStore:
                           "(sid TEXT PRIMARY KEY, data BLOB NOT NULL, expires REAL NOT NULL)")
             setup.execute("CREATE TABLE IF NOT EXISTS states "
                           "(state TEXT PRIMARY KEY, sid TEXT NOT NULL, data BLOB NOT NULL, expires REAL NOT NULL)")
+            setup.execute("CREATE TABLE IF NOT EXISTS locks "
+                          "(key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)")
         finally:
             setup.close()
         try:
@@ -99,6 +103,31 @@ class SessionStore:
         db = self._db()
         db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
         db.execute("DELETE FROM states WHERE expires < ?", (now,))
+
+    # --- a lock shared by every worker ----------------------------------------------------
+    @contextmanager
+    def lock(self, key: str, *, wait: float = 30.0, ttl: float = 60.0) -> Iterator[None]:
+        """Hold ``key`` across threads and gunicorn workers (one SQLite row). Used around
+        Task writes: not every FHIR server makes a conditional create atomic, so the app
+        never sends two writes for the same Task at once. A holder that died frees the
+        key after ``ttl`` seconds."""
+        owner = secrets.token_hex(8)
+        deadline = time.monotonic() + wait
+        db = self._db()
+        while True:
+            now = time.time()
+            db.execute("DELETE FROM locks WHERE key = ? AND expires < ?", (key, now))
+            try:
+                db.execute("INSERT INTO locks (key, owner, expires) VALUES (?, ?, ?)", (key, owner, now + ttl))
+                break
+            except sqlite3.IntegrityError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("another request is still writing this Task") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            db.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
 
     # --- single-use authorisation state -------------------------------------------------
     def put_state(self, state: str, sid: str, data: dict[str, Any]) -> None:

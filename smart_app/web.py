@@ -535,12 +535,16 @@ def post_task():
     base = cfg().public_base_url
     now = datetime.now(timezone.utc)
     requester = data.get("fhir_user")
+    ident = task_identifier(report, base)
     try:
-        stored, created = client.upsert_task(
-            build_task(report, base, now=now, requester=requester)
-            or {"identifier": [task_identifier(report, base)]},
-            lambda existing: build_task(report, base, now=now, requester=requester, existing=existing),
-        )
+        with rt().store.lock(f"task|{ident['system']}|{ident['value']}"):
+            stored, created = client.upsert_task(
+                build_task(report, base, now=now, requester=requester) or {"identifier": [ident]},
+                lambda existing: build_task(report, base, now=now, requester=requester, existing=existing),
+            )
+    except TimeoutError:
+        raise AppError(503, "Another request is still writing this Task; nothing was written.",
+                       "Try again in a moment.") from None
     except FhirAuthError:
         rt().store.delete(sid)
         raise _auth_refused(data) from None

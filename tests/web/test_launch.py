@@ -346,3 +346,34 @@ def test_fhir_user_from_id_token_becomes_the_task_requester():
         {"fhirUser": "https://ehr.example.org/fhir/Practitioner/dr-7"}).encode()).rstrip(b"=").decode()
     assert _fhir_user(f"e30.{payload}.sig") == "Practitioner/dr-7"
     assert _fhir_user("not-a-jwt") is None
+
+
+def test_store_lock_serialises_holders_and_frees_a_dead_holders_key(tmp_path):
+    import threading
+
+    store = SessionStore(str(tmp_path / "s.sqlite"), "k" * 32)
+    inside, overlaps = [], []
+
+    def hold():
+        with store.lock("task|x"):
+            inside.append(1)
+            if len(inside) > 1:
+                overlaps.append(1)
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=hold) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlaps
+    # A holder that died (never released) frees the key after its ttl.
+    other = SessionStore(str(tmp_path / "s.sqlite"), "k" * 32)
+    other._db().execute("INSERT INTO locks (key, owner, expires) VALUES ('task|y', 'dead', 0)")
+    with store.lock("task|y", wait=1):
+        pass
+    with pytest.raises(TimeoutError):
+        with store.lock("task|z", ttl=60):
+            with other.lock("task|z", wait=0.1):
+                pass
