@@ -28,6 +28,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -65,6 +66,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def timed_request(browser: requests.Session, app: str, result: LoadResult, method: str, path: str,
+                  expect: int, **kw) -> requests.Response | None:
+    """One request, its latency recorded under its route; None (and an error counted) when
+    the status is not the expected one."""
+    t = time.perf_counter()
+    resp = browser.request(method, f"{app}{path}", timeout=60, **kw)
+    result.record(f"{method} {path}", time.perf_counter() - t)
+    if resp.status_code != expect:
+        result.error(f"{path} {resp.status_code}")
+        return None
+    return resp
+
+
 def clinician(app: str, iss: str, patients: list[str], stop_at: float, task_every: int,
               result: LoadResult, seed: int) -> None:
     rng = random.Random(seed)
@@ -73,37 +87,22 @@ def clinician(app: str, iss: str, patients: list[str], stop_at: float, task_ever
         n += 1
         patient = rng.choice(patients)
         browser = requests.Session()
+        timed = partial(timed_request, browser, app, result)
         try:
-            t = time.perf_counter()
-            r = browser.get(f"{app}/launch", params={"iss": iss, "patient": patient}, allow_redirects=False,
-                            timeout=60)
-            result.record("GET /launch", time.perf_counter() - t)
-            if r.status_code != 302:
-                result.error(f"/launch {r.status_code}")
+            if not timed("GET", "/launch", 302, params={"iss": iss, "patient": patient}, allow_redirects=False):
                 continue
-            t = time.perf_counter()
-            r = browser.get(f"{app}/report", timeout=60)
-            result.record("GET /report", time.perf_counter() - t)
-            if r.status_code != 200:
-                result.error(f"/report {r.status_code}")
+            page = timed("GET", "/report", 200)
+            if not page:
                 continue
-            token = CSRF.search(r.text)
-            t = time.perf_counter()
-            j = browser.get(f"{app}/api/report", timeout=60)
-            result.record("GET /api/report", time.perf_counter() - t)
-            if j.status_code != 200:
-                result.error(f"/api/report {j.status_code}")
+            token = CSRF.search(page.text)
+            j = timed("GET", "/api/report", 200)
+            if not j:
                 continue
             with result.lock:
                 result.launches += 1
             if task_every and n % task_every == 0 and token and j.json()["missing_documentation"]:
-                t = time.perf_counter()
-                w = browser.post(f"{app}/task", data={"csrf_token": token.group(1)},
-                                 headers={"Accept": "application/json"}, timeout=60)
-                result.record("POST /task", time.perf_counter() - t)
-                if w.status_code != 200:
-                    result.error(f"/task {w.status_code}")
-                else:
+                if timed("POST", "/task", 200, data={"csrf_token": token.group(1)},
+                         headers={"Accept": "application/json"}):
                     with result.lock:
                         result.tasks_written.add(patient)
         except requests.RequestException as exc:

@@ -105,12 +105,21 @@ def cmd_rulesets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _port(value: str) -> int:
+    """argparse type for --port: one check for every command that binds a port."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise UsageError(f"--port must be a number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    return port
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .serve import PortInUse, run
 
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     overrides: dict[str, Any] = {}
     if not os.environ.get("IVIG_PUBLIC_BASE_URL"):
         host = f"[{args.host}]" if ":" in args.host else args.host
@@ -131,8 +140,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .config import ConfigError
     from .demo import DemoError, examples_dir, run_demo
 
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     try:
         run_demo(args.port, examples_dir())
     except (DemoError, ConfigError) as exc:
@@ -157,10 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
     sv = sub.add_parser("serve", help="run the SMART on FHIR web app under gunicorn")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    sv.add_argument("--port", type=_port, default=8000, help="port to bind (default 8000)")
     sv.set_defaults(func=cmd_serve)
     dm = sub.add_parser("demo", help="start a FHIR server with the example patients and the app")
-    dm.add_argument("--port", type=int, default=8000, help="port for the app (default 8000)")
+    dm.add_argument("--port", type=_port, default=8000, help="port for the app (default 8000)")
     dm.set_defaults(func=cmd_demo)
     rs = sub.add_parser("rulesets", help="list available rulesets")
     rs.set_defaults(func=cmd_rulesets)

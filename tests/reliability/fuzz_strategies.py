@@ -20,6 +20,8 @@ case reads as "example + list of edits" and can be rebuilt by hand.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import copy
 import json
 import random
@@ -56,14 +58,14 @@ TEXT_ALPHABET = (
 )
 
 
-class Chooser:
+class Chooser(ABC):
     """The choices a mutation makes; subclasses decide where they come from."""
 
-    def integer(self, lo: int, hi: int) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def integer(self, lo: int, hi: int) -> int: ...
 
-    def text(self, max_size: int = 30) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def text(self, max_size: int = 30) -> str: ...
 
     def choice(self, seq):
         seq = list(seq)
