@@ -24,6 +24,7 @@ class Lab:
     interpretation: str | None = None  # v3 ObservationInterpretation code (L, LL, N, H, POS, NEG …)
     qualitative: str | None = None  # "positive" / "negative" for coded or text results
     label: str = ""  # e.g. "IgG subclass 2", "S. pneumoniae serotype 14 IgG"
+    ref_high: float | None = None  # reference range high, same unit
 
     def shown(self) -> str:
         if self.value is None:
@@ -39,6 +40,9 @@ class Lab:
         return self.value is not None and self.ref_low is not None and self.value < self.ref_low
 
 
+SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3, "life-threatening": 4}
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     ref: str
@@ -48,8 +52,12 @@ class Diagnosis:
     onset: date | None
     recorded: date | None
     clinical_status: str | None  # active, recurrence, relapse, inactive, remission, resolved
-    severe: bool = False
+    severity: str | None = None  # mild | moderate | severe | life-threatening (Condition.severity)
     unverified_codes: tuple[str, ...] = ()
+    codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) of every coding, normalised
+    verification: str | None = None  # confirmed, provisional, differential, unconfirmed …
+    abatement: date | None = None
+    note_valuesets: frozenset[str] = frozenset()  # value sets the Condition's notes name
 
     @property
     def active(self) -> bool:
@@ -58,6 +66,14 @@ class Diagnosis:
     @property
     def when(self) -> date | None:
         return self.onset or self.recorded
+
+    def at_least(self, severity: str) -> bool:
+        """Condition.severity is recorded at this level or above."""
+        return SEVERITY_RANK.get(self.severity or "", 0) >= SEVERITY_RANK[severity]
+
+    @property
+    def severe(self) -> bool:
+        return self.at_least("severe")
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,7 @@ class IgExposure:
     date: date | None
     status: str
     product: str
+    end: date | None = None  # a MedicationStatement's effectivePeriod.end
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,7 @@ class IgOrder:
     reason_refs: tuple[str, ...] = ()
     reason_valuesets: frozenset[str] = frozenset()
     reason_codes: tuple[tuple[str, str, str], ...] = ()  # (system, code, display)
+    reason_code_keys: frozenset[tuple[str, str]] = frozenset()  # as Diagnosis.codes
     prior_prescription: bool = False
     dose_note: str = ""  # how the dose was derived (e.g. "300 mL of a 10% product")
 
@@ -97,28 +115,48 @@ class Vaccination:
     display: str
 
 
+OUTCOMES = ("failed", "inadequate", "intolerant", "contraindicated")
+
+
 @dataclass(frozen=True)
 class Therapy:
-    """A medication, procedure or documented intolerance relevant to a criterion."""
+    """A medication, procedure or documented intolerance relevant to a criterion.
+
+    ``outcomes`` is what the record states about it (``data/therapy_outcomes.toml``):
+    ``failed`` (ineffective, no response), ``inadequate`` (partial response, not
+    controlled), ``intolerant`` (adverse effect, complication) or ``contraindicated``.
+    A status alone (stopped, completed) states none of them. ``given`` is whether the
+    therapy was actually given (not a cancelled, never-taken or not-done record);
+    ``route`` is ``systemic``, ``local`` (topical, inhaled, ophthalmic …) or ``None``
+    when neither the route nor the dose form says.
+    """
 
     ref: str
     valuesets: frozenset[str]
-    kind: str  # medication | procedure | intolerance
+    kind: str  # medication | procedure | intolerance | allergy
     status: str
     date: date | None
     display: str
-    reason: str = ""  # statusReason / note text ("ineffective", "intolerant")
+    reason: str = ""  # the stated reason text (statusReason, note, reaction …)
+    outcomes: frozenset[str] = frozenset()
+    given: bool = True
+    route: str | None = None
+    end: date | None = None
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A Procedure or DiagnosticReport (nerve conduction, biopsy, CSF …)."""
+    """A Procedure, DiagnosticReport or clinical-finding Observation (nerve conduction,
+    biopsy, areflexia …); ``conclusion`` is what the report or result says, and
+    ``text_valuesets`` the value sets its conclusion text falls in (e.g. a nerve conduction
+    report whose conclusion describes demyelination)."""
 
     ref: str
     valuesets: frozenset[str]
     date: date | None
     display: str
     conclusion: str = ""
+    text_valuesets: frozenset[str] = frozenset()
 
 
 @dataclass

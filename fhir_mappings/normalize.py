@@ -33,12 +33,29 @@ from .facts import (
     Vaccination,
 )
 from .terminology import DATA_DIR, Match, Terminology, default_terminology
+from .therapy_context import normalised_codings, outcome_rules, route_codes, route_rules
 
 EXCLUDED_OBSERVATION_STATUS = {"entered-in-error", "cancelled", "preliminary", "registered"}
 EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 EXCLUDED_EVENT_STATUS = {"entered-in-error", "not-done", "cancelled"}
-SEVERE_SNOMED = "24484000"
+# Condition.severity (SNOMED CT): FHIR's condition-severity value set (mild, moderate, severe)
+# plus "life threatening severity".
+SEVERITY_SNOMED = {"255604002": "mild", "6736007": "moderate", "24484000": "severe",
+                   "442452003": "life-threatening"}
+SEVERITY_WORDS = {"mild": "mild", "moderate": "moderate", "severe": "severe",
+                  "life threatening": "life-threatening", "life-threatening": "life-threatening"}
 DOCUMENTED_FAILURE = "documented_failure"  # tag, not a value set: see _therapy_from_medication
+# Statuses under which a therapy was actually given (or is being given). A cancelled or
+# draft order, a not-taken statement and a not-done procedure were never given.
+GIVEN_STATUS = {
+    "MedicationStatement": {"active", "completed", "stopped", "on-hold"},
+    "MedicationRequest": {"active", "on-hold", "completed", "stopped"},
+    "MedicationAdministration": {"completed", "in-progress", "stopped", "on-hold"},
+    "MedicationDispense": {"completed", "in-progress", "on-hold"},
+    "Procedure": {"completed", "in-progress", "stopped"},
+}
+# A finding Observation whose value says the finding is absent does not document it.
+ABSENT_WORDS = ("absent", "not present", "no", "negative", "none", "false")
 
 # Lab value sets and the canonical unit each is converted to (None: kept as reported).
 LAB_UNITS: dict[str, tuple[str, Callable[[float, str | None], float | None]] | None] = {
@@ -57,15 +74,22 @@ LAB_UNITS: dict[str, tuple[str, Callable[[float, str | None], float | None]] | N
     "platelets": ("/uL", units.to_per_ul),
     "hiv_test": None,
     "serum_albumin": ("mg/dL", units.to_mg_dl),
-    "urine_protein": None,
+    "urine_protein": ("", units.to_urine),  # canonical unit per reading: mg/24h, mg/mg, mg/dL
+    "urine_albumin": ("", units.to_urine),
     "protein_electrophoresis": None,
-    "csf_cell_count": None,
+    "csf_cell_count": ("/uL", units.to_per_ul),
     "csf_vdrl": None,
     "csf_protein": ("mg/dL", units.to_mg_dl),
     "csf_igg": ("mg/dL", units.to_mg_dl),
     "anti_gad": None,
     "parvovirus_b19_lab": None,
-    "cd19": None,
+    "cd19_percent": ("%", units.to_percent),
+    "cd19_absolute": ("/uL", units.to_per_ul),
+    "btk_mutation": None,
+    "birth_weight": ("g", units.to_grams),
+    "gestational_age": ("wk", units.to_weeks),
+    "rh_type": None,
+    "platelet_alloantibody": None,
     "renal_function": None,
 }
 # Kinds whose numeric value a criterion compares: a missing/unknown unit makes them unusable.
@@ -149,20 +173,6 @@ def _status_code(cc: Any) -> str | None:
     return None
 
 
-def _notes(resource: dict[str, Any]) -> str:
-    parts = []
-    for key in ("statusReason", "reasonCode"):
-        value = resource.get(key)
-        for cc in value if isinstance(value, list) else [value]:
-            text = _text_of(cc)
-            if text:
-                parts.append(text)
-    for note in resource.get("note") or []:
-        if isinstance(note, dict) and isinstance(note.get("text"), str):
-            parts.append(note["text"])
-    return "; ".join(parts)
-
-
 def _effective_date(resource: dict[str, Any], *keys: str) -> date | None:
     for key in keys:
         value = resource.get(key)
@@ -237,7 +247,11 @@ class _Reader:
         if obs.get("status") in EXCLUDED_OBSERVATION_STATUS:
             return
         ref = _ref(obs)
-        kinds = [m for m in self.matches(obs.get("code"), ref) if m.valueset in LAB_UNITS]
+        found = self.matches(obs.get("code"), ref)
+        findings = frozenset(m.valueset for m in found if m.valueset.startswith("finding_"))
+        if findings:
+            self._finding_observation(obs, ref, findings)
+        kinds = [m for m in found if m.valueset in LAB_UNITS]
         if not kinds:
             return
         when = _effective_date(obs, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
@@ -248,6 +262,48 @@ class _Reader:
             lab = self._lab(obs, match, ref, when)
             if lab is not None:
                 self.facts.labs.setdefault(lab.kind, []).append(lab)
+
+    def _finding_observation(self, obs: dict[str, Any], ref: str, valuesets: frozenset[str]) -> None:
+        """A clinical finding recorded as an Observation (e.g. areflexia on examination).
+
+        Its value must not say the finding is absent (valueBoolean false, "absent", a
+        negative interpretation)."""
+        value_text = ""
+        if isinstance(obs.get("valueBoolean"), bool):
+            if not obs["valueBoolean"]:
+                return
+        elif isinstance(obs.get("valueCodeableConcept"), dict):
+            cc = obs["valueCodeableConcept"]
+            if _code_of(cc, QUALITATIVE_SNOMED) == "negative":
+                return
+            value_text = _text_of(cc)
+        elif isinstance(obs.get("valueString"), str):
+            value_text = obs["valueString"]
+        if value_text.strip().lower() in ABSENT_WORDS:
+            return
+        if _status_code((obs.get("interpretation") or [None])[0]) in {"NEG", "ND"}:
+            return
+        when = _effective_date(obs, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
+        note = "; ".join(n["text"] for n in obs.get("note") or [] if isinstance(n, dict)
+                         and isinstance(n.get("text"), str))
+        conclusion = "; ".join(t for t in (value_text, note) if t)
+        self.facts.findings.append(Finding(ref, valuesets, when, _text_of(obs.get("code")),
+                                           conclusion, self.text_valuesets(conclusion)))
+
+    def text_valuesets(self, text: str) -> frozenset[str]:
+        """Value sets a report's own words fall in, skipping negated mentions
+        ("no evidence of demyelination")."""
+        if not text:
+            return frozenset()
+        negators = outcome_rules().negators
+        low = text.lower()
+        out = set()
+        for match, start in self.tx.match_text_spans(text):
+            before = re.findall(r"[a-z]+", low[:start])[-3:]
+            if negators & set(before):
+                continue
+            out.add(match.valueset)
+        return frozenset(out)
 
     def _lab(self, obs: dict[str, Any], match: Match, ref: str, when: date | None) -> Lab | None:
         kind = match.valueset
@@ -284,13 +340,22 @@ class _Reader:
         if qualitative is None and interpretation in {"NEG", "ND"}:
             qualitative = "negative"
 
-        ref_low = None
+        ref_low = ref_high = None
         for rr in obs.get("referenceRange") or []:
-            low = rr.get("low") if isinstance(rr, dict) else None
-            ref_low_raw = _number(low.get("value")) if isinstance(low, dict) else None
-            if ref_low_raw is not None:
-                ref_low_unit = low.get("code") or low.get("unit") or unit_in
-                ref_low = conversion[1](ref_low_raw, ref_low_unit) if conversion else ref_low_raw
+            if not isinstance(rr, dict):
+                continue
+            for key in ("low", "high"):
+                bound = rr.get(key)
+                raw = _number(bound.get("value")) if isinstance(bound, dict) else None
+                if raw is None:
+                    continue
+                value_at = conversion[1](raw, bound.get("code") or bound.get("unit") or unit_in) if conversion else raw
+                value_at = value_at[0] if isinstance(value_at, tuple) else value_at
+                if key == "low" and ref_low is None:
+                    ref_low = value_at
+                elif key == "high" and ref_high is None:
+                    ref_high = value_at
+            if ref_low is not None or ref_high is not None:
                 break
 
         if value is None:
@@ -300,7 +365,7 @@ class _Reader:
         if conversion is None:
             return Lab(
                 kind, ref, when, value, unit_in or "", comparator, ref_low, interpretation,
-                qualitative, label,
+                qualitative, label, ref_high,
             )
         canonical, convert = conversion
         if unit_in is None:
@@ -310,7 +375,10 @@ class _Reader:
         if converted is None:
             self.warn(f"{ref}: unit {unit_in!r} is not recognised for {label or kind}; not used")
             return None
-        return Lab(kind, ref, when, converted, canonical, comparator, ref_low, interpretation, None, label)
+        if isinstance(converted, tuple):
+            converted, canonical = converted
+        return Lab(kind, ref, when, converted, canonical, comparator, ref_low, interpretation, None,
+                   label, ref_high)
 
     # --- Condition ----------------------------------------------------------------------
     def condition(self, cond: dict[str, Any]) -> None:
@@ -326,7 +394,6 @@ class _Reader:
         for raw in ("onsetDateTime", "recordedDate"):
             if isinstance(cond.get(raw), str) and parse_date(cond[raw]) is None:
                 self.warn(f"{ref}: {raw} is not a valid date")
-        severe = any(c.get("code") == SEVERE_SNOMED for c in _codings(cond.get("severity")))
         self.facts.diagnoses.append(
             Diagnosis(
                 ref=ref,
@@ -336,31 +403,47 @@ class _Reader:
                 onset=onset,
                 recorded=recorded,
                 clinical_status=_status_code(cond.get("clinicalStatus")),
-                severe=severe,
+                severity=_severity(cond.get("severity")),
                 unverified_codes=tuple(sorted({m.matched for m in found if not m.concept.verified})),
+                codes=frozenset(_condition_codes(cond.get("code"))),
+                verification=_status_code(cond.get("verificationStatus")),
+                abatement=_effective_date(cond, "abatementDateTime", "abatementPeriod"),
+                note_valuesets=self.text_valuesets("; ".join(
+                    n["text"] for n in cond.get("note") or []
+                    if isinstance(n, dict) and isinstance(n.get("text"), str))),
             )
         )
 
     # --- Medications --------------------------------------------------------------------
+    def medication_resource(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        """The Medication a medicationReference points to (contained or in the record)."""
+        mref = resource.get("medicationReference")
+        if not (isinstance(mref, dict) and isinstance(mref.get("reference"), str)):
+            return None
+        target = mref["reference"]
+        if target.startswith("#"):
+            for contained in resource.get("contained") or []:
+                if isinstance(contained, dict) and contained.get("id") == target[1:]:
+                    return contained
+            return None
+        med = self.index.get(target)
+        if med is None and "/" in target:
+            med = self.index.get("/".join(target.rstrip("/").split("/")[-2:]))
+        return med
+
     def medication_concept(self, resource: dict[str, Any]) -> Any:
         if isinstance(resource.get("medicationCodeableConcept"), dict):
             return resource["medicationCodeableConcept"]
         mref = resource.get("medicationReference")
         if isinstance(mref, dict) and isinstance(mref.get("reference"), str):
-            target = mref["reference"]
-            if target.startswith("#"):
-                for contained in resource.get("contained") or []:
-                    if isinstance(contained, dict) and contained.get("id") == target[1:]:
-                        return contained.get("code")
-                return None
-            med = self.index.get(target)
-            if med is None and "/" in target:
-                med = self.index.get("/".join(target.rstrip("/").split("/")[-2:]))
+            med = self.medication_resource(resource)
             if med is not None:
                 return med.get("code")
+            if mref["reference"].startswith("#"):
+                return None
             if isinstance(mref.get("display"), str):
                 return {"text": mref["display"]}
-            self.warn(f"{_ref(resource)}: its Medication ({target}) is not in the record")
+            self.warn(f"{_ref(resource)}: its Medication ({mref['reference']}) is not in the record")
         return None
 
     def is_ig(self, cc: Any, ref: str) -> tuple[bool, str]:
@@ -438,9 +521,11 @@ class _Reader:
         )
         reason_vs: set[str] = set()
         reason_codes = []
+        reason_keys: set[tuple[str, str]] = set()
         for rc in req.get("reasonCode") or []:
             reason_vs |= {m.valueset for m in self.matches(rc, ref)}
             reason_codes.append(_first_code(rc))
+            reason_keys |= _condition_codes(rc)
         return IgOrder(
             ref=ref,
             status=status,
@@ -454,6 +539,7 @@ class _Reader:
             reason_refs=reason_refs,
             reason_valuesets=frozenset(reason_vs),
             reason_codes=tuple(reason_codes),
+            reason_code_keys=frozenset(reason_keys),
             prior_prescription=isinstance(req.get("priorPrescription"), dict),
             dose_note=note,
         )
@@ -480,32 +566,95 @@ class _Reader:
             "MedicationStatement": "statement",
         }[event["resourceType"]]
         self.facts.ig_exposures.append(
-            IgExposure(kind, ref, _effective_date(event, *keys), status, product)
+            IgExposure(kind, ref, _effective_date(event, *keys), status, product, _period_end(event))
         )
 
     def _therapy_from_medication(self, res: dict[str, Any], cc: Any, ref: str, *keys: str) -> None:
         vs = self.therapy_valuesets(cc, ref)
-        if not vs and res.get("status") == "stopped" and _notes(res):
-            # Any medication stopped with a stated reason: evidence of a failed or
-            # intolerable therapy for indications whose standard therapy no list names.
+        outcomes, reason = self.stated_outcomes(res)
+        if not vs and outcomes:
+            # Any medication whose record states it failed, was not tolerated or is
+            # contraindicated: the appeal path of a not-covered indication asks for that,
+            # whatever the drug (the policy names no standard therapy for an unlisted use).
             vs = frozenset({DOCUMENTED_FAILURE})
-        if vs:
-            self.facts.therapies.append(
-                Therapy(ref, vs, "medication", str(res.get("status", "unknown")),
-                        _effective_date(res, *keys), _text_of(cc), _notes(res))
-            )
+        if not vs:
+            return
+        status = str(res.get("status", "unknown"))
+        self.facts.therapies.append(
+            Therapy(ref, vs, "medication", status, _effective_date(res, *keys), _text_of(cc),
+                    reason, frozenset(outcomes), status in GIVEN_STATUS[res["resourceType"]],
+                    self.route_of(res, cc), _period_end(res))
+        )
+
+    def stated_outcomes(self, res: dict[str, Any]) -> tuple[set[str], str]:
+        """What the record states about a therapy (data/therapy_outcomes.toml), and the
+        words it says it in (for the evidence summary)."""
+        rules = outcome_rules()
+        outcomes: set[str] = set()
+        texts: list[str] = []
+        status_reasons = res.get("statusReason")
+        if res.get("resourceType") == "MedicationDispense":
+            status_reasons = res.get("statusReasonCodeableConcept")
+        for key, value, reason_code in (("statusReason", status_reasons, False),
+                                        ("outcome", res.get("outcome"), False),
+                                        ("reasonCode", res.get("reasonCode"), True)):
+            for cc in value if isinstance(value, list) else [value]:
+                if not isinstance(cc, dict):
+                    continue
+                outcomes |= rules.from_codings(normalised_codings(cc))
+                text = " ".join(t for t in [cc.get("text")] + [c.get("display") for c in _codings(cc)]
+                                if isinstance(t, str))
+                stated = rules.from_text(text, reason_code=reason_code)
+                outcomes |= stated
+                if (stated or key != "reasonCode") and _text_of(cc):
+                    texts.append(_text_of(cc))
+        for note in res.get("note") or []:
+            if isinstance(note, dict) and isinstance(note.get("text"), str):
+                stated = rules.from_text(note["text"])
+                outcomes |= stated
+                if stated:
+                    texts.append(note["text"])
+        return outcomes, "; ".join(dict.fromkeys(t.strip() for t in texts if t.strip()))
+
+    def route_of(self, res: dict[str, Any], cc: Any) -> str | None:
+        """systemic | local | None, from the dosage route, dosage text, dose form and name."""
+        dosages = res.get("dosageInstruction") or res.get("dosage")
+        dosages = dosages if isinstance(dosages, list) else [dosages]
+        codes: list[str] = []
+        texts: list[str] = [_text_of(cc)] + [str(c.get("display", "")) for c in _codings(cc)]
+        for dosage in dosages:
+            if not isinstance(dosage, dict):
+                continue
+            codes += route_codes(dosage.get("route"))
+            texts += [_text_of(dosage.get("route")), str(dosage.get("text") or "")]
+        med = self.medication_resource(res)
+        if med is not None:
+            texts.append(_text_of(med.get("form")))
+        return route_rules().classify(codes, texts)
 
     def allergy(self, allergy: dict[str, Any]) -> None:
+        """An intolerance of a drug is intolerance; an allergy to it contraindicates it.
+        A refuted, entered-in-error, inactive or resolved record says neither."""
         if _status_code(allergy.get("verificationStatus")) in EXCLUDED_VERIFICATION:
+            return
+        if _status_code(allergy.get("clinicalStatus")) in {"inactive", "resolved"}:
             return
         ref = _ref(allergy)
         vs = self.therapy_valuesets(allergy.get("code"), ref)
-        if vs:
-            self.facts.therapies.append(
-                Therapy(ref, vs, "intolerance", "documented",
-                        _effective_date(allergy, "recordedDate", "onsetDateTime"),
-                        _text_of(allergy.get("code")), _notes(allergy))
-            )
+        if not vs:
+            return
+        kind = "allergy" if allergy.get("type") == "allergy" else "intolerance"
+        outcome = "contraindicated" if kind == "allergy" else "intolerant"
+        words = [_text_of(r.get("manifestation", [None])[0]) if isinstance(r, dict) and r.get("manifestation") else ""
+                 for r in allergy.get("reaction") or []]
+        words += [r.get("description", "") for r in allergy.get("reaction") or [] if isinstance(r, dict)]
+        words += [n.get("text", "") for n in allergy.get("note") or [] if isinstance(n, dict)]
+        reason = "; ".join(w for w in words if isinstance(w, str) and w.strip())
+        self.facts.therapies.append(
+            Therapy(ref, vs, kind, "documented",
+                    _effective_date(allergy, "recordedDate", "onsetDateTime"),
+                    _text_of(allergy.get("code")), reason or kind, frozenset({outcome}), False)
+        )
 
     # --- Immunization, Procedure, DiagnosticReport --------------------------------------
     def immunization(self, imm: dict[str, Any]) -> None:
@@ -523,29 +672,46 @@ class _Reader:
             )
 
     def procedure(self, proc: dict[str, Any]) -> None:
-        if proc.get("status") not in {"completed", "in-progress"}:
+        """A done procedure is a finding (biopsy, nerve conduction study …) and, for the
+        procedures that are standard therapy (plasma exchange, splenectomy), a therapy
+        with its stated outcome. A not-done procedure counts only as a therapy whose record
+        states it is contraindicated."""
+        status = proc.get("status")
+        if status not in {"completed", "in-progress", "not-done", "stopped"}:
             return
         ref = _ref(proc)
         found = frozenset(m.valueset for m in self.matches(proc.get("code"), ref))
         when = _effective_date(proc, "performedDateTime", "performedPeriod")
+        done = status in GIVEN_STATUS["Procedure"]
         if any(v.startswith("tx_") for v in found):
-            self.facts.therapies.append(
-                Therapy(ref, found, "procedure", proc["status"], when, _text_of(proc.get("code")),
-                        _notes(proc))
-            )
-        if found:
-            self.facts.findings.append(Finding(ref, found, when, _text_of(proc.get("code"))))
+            outcomes, reason = self.stated_outcomes(proc)
+            if done or "contraindicated" in outcomes:
+                self.facts.therapies.append(
+                    Therapy(ref, found, "procedure", str(status), when, _text_of(proc.get("code")),
+                            reason, frozenset(outcomes if done else {"contraindicated"}), done)
+                )
+        if found and done:
+            words = [_text_of(proc.get("outcome"))] + [
+                n["text"] for n in proc.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+            conclusion = "; ".join(w for w in words if w)
+            self.facts.findings.append(Finding(ref, found, when, _text_of(proc.get("code")),
+                                               conclusion, self.text_valuesets(conclusion)))
 
     def diagnostic_report(self, report: dict[str, Any]) -> None:
         if report.get("status") not in {"final", "amended", "corrected", "appended"}:
             return
         ref = _ref(report)
         found = frozenset(m.valueset for m in self.matches(report.get("code"), ref))
-        if found:
-            conclusion = report.get("conclusion") if isinstance(report.get("conclusion"), str) else ""
+        words = [report.get("conclusion") if isinstance(report.get("conclusion"), str) else ""]
+        words += [_text_of(cc) for cc in report.get("conclusionCode") or []]
+        conclusion = "; ".join(w for w in words if w)
+        named = self.text_valuesets(conclusion)
+        # A report of any kind whose conclusion names a clinical finding documents it
+        # ("falling vital capacity" in a pulmonary function report).
+        if found or any(v.startswith("finding_") for v in named):
             self.facts.findings.append(
                 Finding(ref, found, _effective_date(report, "effectiveDateTime", "effectivePeriod", "issued"),
-                        _text_of(report.get("code")), conclusion)
+                        _text_of(report.get("code")), conclusion, named)
             )
 
 
@@ -560,12 +726,45 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) and abs(number) < 1e12 else None
 
 
+def _severity(cc: Any) -> str | None:
+    """Condition.severity as mild | moderate | severe | life-threatening (code, then words)."""
+    for coding in _codings(cc):
+        if coding.get("code") in SEVERITY_SNOMED:
+            return SEVERITY_SNOMED[coding["code"]]
+    text = _text_of(cc).lower().strip()
+    return SEVERITY_WORDS.get(text)
+
+
+def _condition_codes(cc: Any) -> set[tuple[str, str]]:
+    """Every (system, code) of a Condition, ICD-10-CM without dots and upper-case, so an
+    order's reasonCode can be compared with it."""
+    out = set()
+    for system, code in normalised_codings(cc):
+        if system == "http://hl7.org/fhir/sid/icd-10-cm":
+            code = code.replace(".", "").upper()
+        out.add((system, code))
+    return out
+
+
+def _period_end(resource: dict[str, Any]) -> date | None:
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict) and isinstance(period.get("end"), str):
+        return parse_date(period["end"])
+    return None
+
+
 def _qualitative_text(text: str) -> str | None:
+    """positive / negative from a result's words; "normal" reads as negative (a screen with
+    nothing found) and "abnormal" as positive."""
     low = text.lower().strip()
+    if "abnormal" in low:
+        return "positive"
     if any(word in low for word in NEGATIVE_WORDS):
         return "negative"
     if any(word in low for word in POSITIVE_WORDS):
         return "positive"
+    if re.search(r"(?<![a-z])(normal|unremarkable|within normal limits)(?![a-z])", low):
+        return "negative"
     return None
 
 

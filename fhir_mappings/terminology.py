@@ -12,7 +12,13 @@ Matching rules (documented here because they are the semantics of the data):
 * Every other system matches the exact code.
 * The pseudo-system ``text`` matches a lower-case term as a whole word (or phrase) in a
   CodeableConcept's ``text`` or a coding's ``display``. It exists for things no verified
-  code list was available for offline (medication ingredient names, product brands).
+  code list was available for offline (medication ingredient names, product brands), and
+  for qualifiers that codes do not carry (a Condition coded G35 whose text says
+  "relapsing-remitting"). By default text is a fallback, consulted only when no coding of
+  the concept matched any value set. A value set whose manifest entry says
+  ``text_match = "always"`` is also matched on text when codes matched: experimental
+  sub-conditions hidden under a broad covered code (Miller Fisher syndrome under G61.0
+  Guillain-Barré) and qualifier sets are found in the record's own words.
 * Rows marked ``unverified`` still match, but the match says so, so the report can warn.
 """
 
@@ -54,7 +60,8 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.12.292": "http://hl7.org/fhir/sid/cvx",
 }
 CSV_COLUMNS = ("system", "code", "display", "status", "source", "note")
-MANIFEST_KEYS = {"description", "file", "source"}
+MANIFEST_KEYS = {"description", "file", "source", "text_match"}
+TEXT_MATCH = {"fallback", "always"}
 STATUSES = {"verified", "unverified"}
 
 
@@ -91,6 +98,7 @@ class ValueSet:
     description: str
     source: str
     concepts: list[Concept] = field(default_factory=list)
+    text_always: bool = False  # matched on text even when a coding matched (see module doc)
 
 
 def _norm_icd(code: str) -> str:
@@ -106,6 +114,7 @@ class Terminology:
         self._icd_prefix: dict[str, list[tuple[str, Concept]]] = {}
         self._text_terms: dict[str, list[tuple[str, Concept]]] = {}
         self._coding_cache: dict[tuple[str, str], list[Match]] = {}
+        self._text_always = frozenset(vs.name for vs in valuesets.values() if vs.text_always)
         for vs in valuesets.values():
             for c in vs.concepts:
                 if c.system == ICD10CM:
@@ -154,8 +163,22 @@ class Terminology:
         # longer one is found when it starts elsewhere; at one start the longest term wins.
         return [Match(n, c, text) for term in found for n, c in self._text_terms[term]]
 
+    def match_text_spans(self, text: str | None) -> list[tuple[Match, int]]:
+        """Every term found in ``text`` with its start offset (for negation checks)."""
+        if not text or not isinstance(text, str) or self._text_re is None:
+            return []
+        out = []
+        for m in self._text_re.finditer(text.lower()):
+            term = m.group(1)
+            out.extend((Match(n, c, text), m.start()) for n, c in self._text_terms[term])
+        return out
+
     def match_concept(self, cc: object) -> list[Match]:
-        """Every value-set match of a FHIR CodeableConcept (a dict); codes before text."""
+        """Every value-set match of a FHIR CodeableConcept (a dict); codes before text.
+
+        Text is consulted for every value set when no coding matched, and only for the
+        ``text_match = "always"`` sets when one did.
+        """
         if not isinstance(cc, dict):
             return []
         out: list[Match] = []
@@ -166,9 +189,17 @@ class Terminology:
                 if isinstance(coding, dict):
                     out.extend(self.match_coding(coding.get("system"), coding.get("code")))
                     texts.append(coding.get("display"))
-        if not out:
-            for t in texts:
-                out.extend(self.match_text(t))
+        coded = bool(out)
+        if coded and not self._text_always:
+            return out
+        seen = {(m.valueset, m.concept.code) for m in out}
+        for t in texts:
+            for m in self.match_text(t):
+                if coded and m.valueset not in self._text_always:
+                    continue
+                if (m.valueset, m.concept.code) not in seen:
+                    seen.add((m.valueset, m.concept.code))
+                    out.append(m)
         return out
 
     def names_of(self, cc: object, prefix: str = "") -> set[str]:
@@ -214,9 +245,15 @@ def load_terminology(data_dir: Path = DATA_DIR) -> Terminology:
                 f"{manifest_path.name}: [valuesets.{name}] needs 'file' and may only have "
                 f"{sorted(MANIFEST_KEYS)}"
             )
+        text_match = entry.get("text_match", "fallback")
+        if text_match not in TEXT_MATCH:
+            raise TerminologyError(
+                f"{manifest_path.name}: [valuesets.{name}] text_match must be one of {sorted(TEXT_MATCH)}"
+            )
         concepts = _load_csv(data_dir / "valuesets" / entry["file"], name)
         valuesets[name] = ValueSet(
-            name, entry.get("description", ""), entry.get("source", ""), concepts
+            name, entry.get("description", ""), entry.get("source", ""), concepts,
+            text_always=text_match == "always",
         )
     return Terminology(valuesets)
 

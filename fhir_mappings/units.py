@@ -59,6 +59,31 @@ _TO_PER_UL = {
     "/uL": 1.0,
     "/mm3": 1.0,
     "{cells}/uL": 1.0,
+    "cells/uL": 1.0,
+    "10*6/L": 1.0,
+    "10^6/L": 1.0,
+}
+
+# a share of cells (CD19 B cells / 100 lymphocytes) -> %
+_TO_PERCENT = {"%": 1.0, "percent": 1.0, "/100{cells}": 1.0, "{%}": 1.0}
+
+# body mass at birth -> grams
+_TO_GRAMS = {"g": 1.0, "kg": 1000.0, "Kg": 1000.0, "[lb_av]": LB_KG * 1000, "lb": LB_KG * 1000,
+             "[oz_av]": LB_KG * 1000 / 16, "oz": LB_KG * 1000 / 16}
+
+# gestational age -> weeks
+_TO_WEEKS = {"wk": 1.0, "week": 1.0, "weeks": 1.0, "d": 1 / 7, "day": 1 / 7, "days": 1 / 7}
+
+# urine protein / albumin: a 24-hour excretion (mg/24h), a ratio to creatinine (mg/mg) or a
+# concentration (mg/dL); each reading keeps its own dimension (the limits differ).
+_URINE = {
+    "mg/(24.h)": (1.0, "mg/24h"), "mg/24h": (1.0, "mg/24h"), "mg/24 h": (1.0, "mg/24h"),
+    "mg/d": (1.0, "mg/24h"), "g/(24.h)": (1000.0, "mg/24h"), "g/24h": (1000.0, "mg/24h"),
+    "g/d": (1000.0, "mg/24h"),
+    "mg/mg": (1.0, "mg/mg"), "mg/mg{creat}": (1.0, "mg/mg"), "g/g": (1.0, "mg/mg"),
+    "g/g{creat}": (1.0, "mg/mg"), "mg/g": (0.001, "mg/mg"), "mg/g{creat}": (0.001, "mg/mg"),
+    "mg/mmol": (0.00884, "mg/mg"), "mg/mmol{creat}": (0.00884, "mg/mg"),
+    "mg/dL": (1.0, "mg/dL"), "mg/dl": (1.0, "mg/dL"), "mg/L": (0.1, "mg/dL"), "g/L": (100.0, "mg/dL"),
 }
 
 # specific antibody (pneumococcal IgG) -> ug/mL; tetanus/diphtheria -> IU/mL
@@ -101,6 +126,28 @@ def to_ug_ml(value: float, unit: str | None) -> float | None:
 
 def to_iu_ml(value: float, unit: str | None) -> float | None:
     return _convert(_TO_IU_ML, value, unit)
+
+
+def to_percent(value: float, unit: str | None) -> float | None:
+    return _convert(_TO_PERCENT, value, unit)
+
+
+def to_grams(value: float, unit: str | None) -> float | None:
+    return _convert(_TO_GRAMS, value, unit)
+
+
+def to_weeks(value: float, unit: str | None) -> float | None:
+    return _convert(_TO_WEEKS, value, unit)
+
+
+def to_urine(value: float, unit: str | None) -> tuple[float, str] | None:
+    """Urine protein/albumin as (value, canonical unit): mg/24h, mg/mg (ratio to creatinine;
+    1 mg/mmol = 0.00884 mg/mg, creatinine 113.12 g/mol) or mg/dL (a spot concentration)."""
+    key = _key(unit)
+    if key is None or key not in _URINE:
+        return None
+    factor, canonical = _URINE[key]
+    return value * factor, canonical
 
 
 def to_g(value: float, unit: str | None) -> float | None:
