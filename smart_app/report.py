@@ -31,14 +31,14 @@ def _missing_json(items) -> list[dict[str, str]]:
     ]
 
 
-def _criteria_json(res: IndicationResult) -> list[dict[str, Any]]:
+def _criteria_json(res: IndicationResult, ruleset) -> list[dict[str, Any]]:
     out = []
     for cr in res.criteria:
         item = {
             "id": cr.criterion.id,
             "description": cr.criterion.description,
             **_result_json(cr.result),
-            "source": cr.criterion.source,
+            "source": ruleset.cite(cr.criterion.cite),
         }
         if cr.result.components:
             item["components"] = [_result_json(c) for c in cr.result.components]
@@ -48,14 +48,14 @@ def _criteria_json(res: IndicationResult) -> list[dict[str, Any]]:
     return out
 
 
-def _indication_json(res: IndicationResult) -> dict[str, Any]:
+def _indication_json(res: IndicationResult, ruleset) -> dict[str, Any]:
     ind = res.indication
     return {
         "id": ind.id,
         "label": ind.label,
         "coverage": ind.coverage,
         "evidence": [d.ref for d in res.diagnoses],
-        "source": ind.source,
+        "source": ruleset.cite(ind.cite),
         "named_by_order": res.named_by_order,
     }
 
@@ -107,16 +107,16 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
             "first_dose_reference": tl.first_dose_ref,
             "prior_exposure": list(tl.exposure_refs),
         },
-        "indication": _indication_json(ev.primary) if ev.primary else None,
+        "indication": _indication_json(ev.primary, ev.ruleset) if ev.primary else None,
         "determination": ev.determination,
-        "criteria": _criteria_json(ev.primary) if ev.primary else [],
+        "criteria": _criteria_json(ev.primary, ev.ruleset) if ev.primary else [],
         "missing_documentation": _missing_json(ev.missing),
         "dose_check": dose_json(ev),
         "other_indications": [
             {
-                **_indication_json(o),
+                **_indication_json(o, ev.ruleset),
                 "determination": o.determination,
-                "criteria": _criteria_json(o),
+                "criteria": _criteria_json(o, ev.ruleset),
                 "missing_documentation": _missing_json(o.missing),
             }
             for o in ev.others

@@ -1,13 +1,20 @@
 """Leaf checks: one function per check ``type`` of the ruleset schema.
 
 Each takes the check's parameters (from the ruleset file) and the evaluation context and
-returns a three-valued Result: ``met`` (the record shows it), ``not-met`` (documented
-data contradicts it), ``missing`` (the record does not show it either way; absent data is
-never ``not-met``), or ``not-applicable``. Pure functions; no I/O.
+returns a three-valued Result: ``met`` (the record positively shows every qualifier the
+check encodes), ``not-met`` (documented data contradicts it), ``missing`` (the record does
+not show it either way; absent data is never ``not-met``), or ``not-applicable``.
+
+The rule for every check: ``met`` only with positive evidence. A diagnosis code does not
+prove its own qualifier, a status does not prove a reason ("stopped" is not "failed"), a
+result with the wrong unit is not a result, and a lab drawn while the patient was on
+immune globulin does not show the patient's own antibody levels. What the record cannot
+show is ``missing``, with an item saying what to document. Pure functions; no I/O.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -83,82 +90,131 @@ def _d(day: date | None) -> str:
     return day.isoformat() if day else "undated"
 
 
+def _item(c: m.Leaf, default: str, found: str = "") -> Missing:
+    """The missing-documentation item of a leaf: the ruleset's text (or a default), plus
+    what the record was found to hold."""
+    text = (c.document or default).strip()
+    if found:
+        text = f"{text} {found.strip()}"
+    return Missing(c.missing, text)
+
+
 def lab_evidence(lab: Lab, name: str | None = None) -> Evidence:
     return Evidence(lab.ref, f"{name or lab.label or lab.kind} {lab.shown()} on {_d(lab.date)}")
 
 
 def dx_evidence(dx: Diagnosis) -> Evidence:
     when = dx.when.isoformat() if dx.when else "undated"
-    return Evidence(dx.ref, f"{dx.display or dx.code} ({when})")
+    severity = f", {dx.severity}" if dx.severity else ""
+    return Evidence(dx.ref, f"{dx.display or dx.code} ({when}{severity})")
 
 
 def therapy_evidence(t: Therapy) -> Evidence:
     reason = f": {t.reason}" if t.reason else ""
-    return Evidence(t.ref, f"{t.display} — {t.kind} {t.status} {_d(t.date)}{reason}")
+    kind = {"intolerance": "intolerance record", "allergy": "allergy record"}.get(t.kind, t.kind)
+    return Evidence(t.ref, f"{t.display} — {kind} {t.status} {_d(t.date)}{reason}")
 
 
-def _bound(lab: Lab) -> float:
-    """A comparator result counts by its bound (CONTRACT §4)."""
-    assert lab.value is not None
-    return lab.value
+def _dedupe(evidence: list[Evidence]) -> list[Evidence]:
+    return list(dict.fromkeys(evidence))
+
+
+def _join(parts: list[str]) -> str:
+    """Details joined once each (nested any/all groups repeat their parts' details)."""
+    return "; ".join(dict.fromkeys(f for p in parts if p for f in p.split("; ") if f))
 
 
 # --- IgG ---------------------------------------------------------------------------------
+def _below(lab: Lab, bound: float, reference_range_counts: bool) -> bool | None:
+    """True/False, or None when a lower-bound-only result (">300") cannot be compared."""
+    assert lab.value is not None
+    if lab.value < bound or (lab.comparator in {"<", "<="} and lab.value <= bound):
+        return True
+    if reference_range_counts and lab.low:
+        return True
+    if lab.comparator in {">", ">="} and lab.value < bound:
+        return None
+    return False
+
+
+def _latest_days(labs: list[Lab], n: int) -> list[Lab]:
+    """The latest result of each of the ``n`` most recent days (oldest first)."""
+    by_day: dict[date | None, Lab] = {}
+    for lab in labs:  # labs are sorted oldest first: the last of a day wins
+        by_day[lab.date] = lab
+    days = sorted(by_day, key=lambda d: d or date.min)
+    return [by_day[d] for d in days[-n:]]
+
+
 def check_igg(c: m.IggCheck, ctx: Context) -> Result:
-    if c.timing == "pretreatment":
-        labs = pretreatment_igg(ctx.facts, ctx.tl)
-        if labs is None:
-            found = igg_results(ctx.facts, ctx.as_of)
-            note = (
-                f" {len(found)} IgG result(s) were found, but the patient is already on immune "
+    facts, tl = ctx.facts, ctx.tl
+    everything = [x for x in igg_results(facts, ctx.as_of) if x.value is not None]
+    pre = pretreatment_igg(facts, tl)
+    if c.timing == "pretreatment" and pre is None:
+        note = (f" {len(everything)} IgG result(s) were found, but the patient is already on immune "
                 "globulin with no documented start date: they may be on-therapy troughs."
-                if found
-                else ""
-            )
-            return Result(
-                MISSING,
-                [lab_evidence(x, "IgG (timing vs. therapy unknown)") for x in found[-3:]],
-                [
-                    Missing(c.missing, "Document a total IgG drawn before immune globulin was "
-                            "started." + note),
-                    Missing("ivig-start-date", "Document the date immune globulin was first "
-                            "given, so baseline and on-treatment IgG can be told apart."),
-                ],
-                "Pre-treatment status of IgG cannot be established." + note,
-            )
-    else:
-        labs = igg_results(ctx.facts, ctx.as_of)
-    labs = [x for x in labs if x.value is not None]
-    if not labs:
-        what = "before the first immune globulin dose" if c.timing == "pretreatment" else ""
-        return Result(MISSING, [], [Missing(c.missing, f"Document a total serum IgG level {what}".strip() + ".")])
-    lab = labs[-1]  # the latest qualifying result (the baseline closest to therapy)
-    ev = [lab_evidence(x, "IgG") for x in labs[-3:]]
-    value = _bound(lab)
-    if c.below_mg_dl is not None:
-        ok = value < c.below_mg_dl or (lab.comparator in {"<", "<="} and value <= c.below_mg_dl)
-        if not ok and c.below_reference_range_counts and lab.low:
-            return Result(MET, ev, detail=f"IgG {lab.shown()} is below the laboratory's reference "
-                          "range for age (taken as > 2 SD below the age mean)")
-        if lab.comparator in {">", ">="} and value < c.below_mg_dl:
-            return Result(MISSING, ev, [Missing(c.missing, "IgG was reported only as a lower "
-                          "bound; document the measured value.")])
-        return Result(MET if ok else NOT_MET, ev,
-                      detail=f"latest IgG {lab.shown()} vs. < {c.below_mg_dl:g} mg/dL")
+                if everything else "")
+        return Result(
+            MISSING,
+            [lab_evidence(x, "IgG (timing vs. therapy unknown)") for x in everything[-3:]],
+            [_item(c, "Document a total serum IgG drawn before immune globulin was first given "
+                   "(a laboratory result with its date).", note),
+             Missing("ivig-start-date", "Document the date immune globulin was first given "
+                     "(the first administration, or the start date of the medication history), so "
+                     "baseline and on-treatment IgG can be told apart.")],
+            "Pre-treatment status of IgG cannot be established." + note,
+        )
+    pool = [x for x in (pre or []) if x.value is not None]
+    bound = c.below_mg_dl if c.below_mg_dl is not None else c.at_least_mg_dl
+    what = "pre-treatment" if c.timing == "pretreatment" else "total"
+    if not pool:
+        if c.timing == "any" and tl.status == "continuation" and c.below_mg_dl is not None:
+            # On-therapy troughs below the threshold show the deficiency all the more.
+            low = [x for x in everything if _below(x, c.below_mg_dl, c.below_reference_range_counts)]
+            days = _latest_days(low, c.occasions)
+            if len(days) >= c.occasions:
+                return Result(MET, [lab_evidence(x, "IgG (on therapy)") for x in days],
+                              detail=f"IgG on therapy below {c.below_mg_dl:g} mg/dL")
+            found = (f" The {len(everything)} IgG result(s) found were drawn on immune globulin and "
+                     "are not below the threshold; a pre-treatment result is needed."
+                     if everything else "")
+            return Result(MISSING, [lab_evidence(x, "IgG (on therapy)") for x in everything[-3:]],
+                          [_item(c, f"Document a serum IgG level (below {bound:g} mg/dL).", found)])
+        when = " drawn before the first immune globulin dose" if c.timing == "pretreatment" else ""
+        return Result(MISSING, [], [_item(c, f"Document a {what} serum IgG level{when}.")])
     if c.normal:
+        lab = pool[-1]
+        ev = [lab_evidence(x, "IgG") for x in pool[-3:]]
         if lab.low:
             return Result(NOT_MET, ev, detail=f"IgG {lab.shown()} is below the laboratory's range")
         if lab.ref_low is None:
-            return Result(MISSING, ev, [Missing(c.missing, "Document the IgG with the "
-                          "laboratory's age-specific reference range to show it is normal.")])
+            return Result(MISSING, ev, [_item(c, "Document the IgG with the laboratory's "
+                          "age-specific reference range, to show it is normal.")])
         return Result(MET, ev, detail=f"IgG {lab.shown()} within the laboratory's range")
+    days = _latest_days(pool, c.occasions)
+    ev = [lab_evidence(x, "IgG") for x in _latest_days(pool, max(3, c.occasions))]
+    latest = days[-1]
+    if c.below_mg_dl is not None:
+        verdicts = [_below(x, c.below_mg_dl, c.below_reference_range_counts) for x in days]
+        if verdicts[-1] is False:
+            return Result(NOT_MET, ev, detail=f"latest {what} IgG {latest.shown()} vs. < {c.below_mg_dl:g} mg/dL")
+        if verdicts[-1] is None:
+            return Result(MISSING, ev, [_item(c, "Document the measured IgG value.",
+                          "The IgG was reported only as a lower bound.")])
+        if len(days) < c.occasions or not all(verdicts):
+            return Result(MISSING, ev, [_item(c, f"Document {c.occasions} {what} IgG results on "
+                          f"different days, each below {c.below_mg_dl:g} mg/dL (persistent "
+                          "hypogammaglobulinemia).", f"Found {sum(1 for v in verdicts if v)} below.")])
+        low_note = " (below the laboratory's range)" if latest.value >= c.below_mg_dl else ""
+        return Result(MET, ev, detail=f"{what} IgG {', '.join(x.shown() for x in days)}{low_note} "
+                      f"vs. < {c.below_mg_dl:g} mg/dL")
     assert c.at_least_mg_dl is not None
-    if lab.comparator in {"<", "<="} and value > c.at_least_mg_dl:
-        return Result(MISSING, ev, [Missing(c.missing, "IgG was reported only as an upper "
-                      "bound; document the measured value.")])
-    ok = value >= c.at_least_mg_dl and lab.comparator not in {"<", "<="}
+    if latest.comparator in {"<", "<="} and latest.value > c.at_least_mg_dl:
+        return Result(MISSING, ev, [_item(c, "Document the measured IgG value.",
+                      "The IgG was reported only as an upper bound.")])
+    ok = latest.value >= c.at_least_mg_dl and latest.comparator not in {"<", "<="}
     return Result(MET if ok else NOT_MET, ev,
-                  detail=f"latest IgG {lab.shown()} vs. ≥ {c.at_least_mg_dl:g} mg/dL")
+                  detail=f"latest IgG {latest.shown()} vs. ≥ {c.at_least_mg_dl:g} mg/dL")
 
 
 def check_igg_recent(c: m.IggRecentCheck, ctx: Context) -> Result:
@@ -166,31 +222,61 @@ def check_igg_recent(c: m.IggRecentCheck, ctx: Context) -> Result:
     recent = [x for x in igg_results(ctx.facts, ctx.as_of) if x.date is not None and x.date >= since]
     if recent:
         return Result(MET, [lab_evidence(x, "IgG") for x in recent[-3:]])
-    return Result(MISSING, [], [Missing(c.missing, f"Document an IgG trough level drawn within "
-                  f"{c.within_days} days before {ctx.as_of.isoformat()}.")])
+    return Result(MISSING, [], [_item(c, f"Document an IgG trough level drawn within "
+                  f"{c.within_days} days before {ctx.as_of.isoformat()} (just before an infusion).")])
 
 
 # --- infections ------------------------------------------------------------------------------
-def infection_list(ctx: Context, serious_only: bool = False) -> list[Diagnosis]:
-    vs = "serious_bacterial_infection" if serious_only else "bacterial_infection"
-    return [d for d in ctx.facts.diagnoses_in(vs) if d.when is None or d.when <= ctx.as_of]
+BACTERIAL = ("bacterial_infection", "serious_bacterial_infection", "life_threatening_infection")
+SEVERITY_WORDS = {
+    "any": "bacterial infection",
+    "serious": "serious bacterial infection (e.g. bacteremia, meningitis, pneumonia)",
+    "significant": "significant bacterial infection",
+    "severe": "severe bacterial infection",
+    "life-threatening": "life-threatening bacterial infection",
+}
+
+
+def _qualifies(d: Diagnosis, severity: str) -> bool:
+    if severity == "any":
+        return True
+    if severity == "serious":
+        return "serious_bacterial_infection" in d.valuesets
+    if severity == "significant":
+        return "serious_bacterial_infection" in d.valuesets or d.at_least("moderate") \
+            or "life_threatening_infection" in d.valuesets
+    if severity == "severe":
+        return d.at_least("severe") or "life_threatening_infection" in d.valuesets
+    return d.at_least("life-threatening") or "life_threatening_infection" in d.valuesets
+
+
+def infection_list(ctx: Context, severity: str = "any") -> list[Diagnosis]:
+    return [d for d in ctx.facts.diagnoses
+            if d.valuesets & set(BACTERIAL) and _qualifies(d, severity)
+            and (d.when is None or d.when <= ctx.as_of)]
 
 
 def check_infections(c: m.InfectionsCheck, ctx: Context) -> Result:
     # Infections before therapy began are the ones that justify it; for a new start the
     # window ends at the evaluation date.
     end = ctx.tl.first_dose or ctx.as_of
-    infections = infection_list(ctx, c.serious_only)
+    infections = infection_list(ctx, c.severity)
     if c.within_days is not None:
         start = days_before(end, c.within_days)
         infections = [d for d in infections if d.when is not None and start <= d.when <= end]
     ev = [dx_evidence(d) for d in infections]
-    kind = "serious bacterial infection" if c.serious_only else "bacterial infection"
+    kind = SEVERITY_WORDS[c.severity]
     window = f" within {c.within_days} days before {end.isoformat()}" if c.within_days else ""
     if len(infections) >= c.min_count:
         return Result(MET, ev, detail=f"{len(infections)} {kind}(s){window}")
+    others = [d for d in infection_list(ctx) if d not in infections][:3]
+    found = f"Found {len(infections)}."
+    if others and c.severity != "any":
+        found += (" Other bacterial infections on record do not show the qualifier (record "
+                  "Condition.severity, or the invasive diagnosis).")
     need = f"at least {c.min_count} {kind}(s){window}"
-    return Result(MISSING, ev, [Missing(c.missing, f"Document {need} (found {len(infections)}).")])
+    return Result(MISSING, ev + [dx_evidence(d) for d in others],
+                  [_item(c, f"Document {need} on the problem list, each as a dated Condition.", found)])
 
 
 # --- vaccine response ------------------------------------------------------------------------
@@ -201,7 +287,13 @@ ANTIGEN = {
     "diphtheria": (("vaccine_diphtheria",), "diphtheria_igg", (21, 28)),
 }
 PRE_WINDOW_DAYS = 365
+OFF_THERAPY_DAYS = 120  # Re-Evaluation Table: "discontinued at least four months"
 UNTESTED = "no dated"
+
+
+def _window(titers: list[Lab], dates: list[date], lo: date, hi: date) -> list[Lab]:
+    """Titers dated in [lo, hi], through the date index (titers sorted by date)."""
+    return titers[bisect.bisect_left(dates, lo):bisect.bisect_right(dates, hi)]
 
 
 def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> Result:
@@ -210,14 +302,16 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
         v for v in ctx.facts.vaccinations
         if v.date is not None and v.date <= ctx.as_of and set(vaccine_sets) & v.kinds
     ]
-    titers = [x for x in ctx.facts.lab(kind) if x.date is not None and x.value is not None]
+    titers = sorted((x for x in ctx.facts.lab(kind) if x.date is not None and x.value is not None
+                     and x.date <= ctx.as_of), key=lambda x: (x.date, x.ref))
     if not vaccinations:
         return Result(MISSING, [lab_evidence(t) for t in titers[-3:]],
                       detail=f"{UNTESTED} {antigen} vaccination to pair titers with")
+    dates = [t.date for t in titers]
     best: Result | None = None
     for vac in sorted(vaccinations, key=lambda v: v.date, reverse=True):
-        post = [t for t in titers if lo <= (t.date - vac.date).days <= hi]
-        pre = [t for t in titers if 0 <= (vac.date - t.date).days <= PRE_WINDOW_DAYS]
+        post = _window(titers, dates, vac.date + timedelta(days=lo), vac.date + timedelta(days=hi))
+        pre = _window(titers, dates, days_before(vac.date, PRE_WINDOW_DAYS), vac.date)
         ev = [Evidence(vac.ref, f"{vac.display} on {_d(vac.date)}")]
         if not post:
             res = Result(MISSING, ev, detail=f"no {antigen} titer {lo}–{hi} days after the "
@@ -225,82 +319,128 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
             best = best or res
             continue
         ev += [lab_evidence(t) for t in pre + post]
+        on_therapy = [t for t in pre + post if not ctx.tl.off_therapy_at(t.date, OFF_THERAPY_DAYS)]
         inadequate, adequate, uninterpretable = [], [], []
         for t in post:
             protective = c.protective_pneumococcal_ug_ml if antigen == "pneumococcal" else t.ref_low
-            baseline = next((p for p in reversed(pre) if p.label == t.label), None)
             if protective is None:
                 uninterpretable.append(t)
                 continue
             low = t.value < protective
-            if baseline is None or baseline.value is None:
-                if not c.require_pre_titer and low:
-                    inadequate.append(t)
-                elif not low:
-                    adequate.append(t)
-                else:
+            if c.require_pre_titer:
+                # A fold-rise needs the patient's own titers: none drawn on immune globulin.
+                baseline = next((p for p in reversed(pre) if p.label == t.label), None)
+                if t in on_therapy or baseline is None or baseline in on_therapy:
                     uninterpretable.append(t)
-                continue
-            rise = t.value >= 4 * baseline.value if baseline.value > 0 else t.value > 0
-            (inadequate if (low and not rise) else adequate).append(t)
-        label = antigen
-        if inadequate:
-            return Result(MET, ev, detail=f"inadequate {label} response: {len(inadequate)} "
-                          f"of {len(post)} post-vaccination titer(s) below protective level "
-                          "without a 4-fold rise")
-        if adequate and not uninterpretable:
-            res = Result(NOT_MET, ev, detail=f"adequate {label} response documented")
+                    continue
+                rise = t.value >= 4 * baseline.value if baseline.value > 0 else t.value > 0
+                (inadequate if (low and not rise) else adequate).append(t)
+            elif low:
+                # Donor antibody only raises a titer: a low one on therapy is still low.
+                inadequate.append(t)
+            elif t in on_therapy:
+                uninterpretable.append(t)  # a protective titer on therapy may be the donors'
+            else:
+                adequate.append(t)
+        if adequate and not inadequate and not uninterpretable:
+            res = Result(NOT_MET, ev, detail=f"adequate {antigen} response documented")
+        elif c.severe and antigen == "pneumococcal":
+            res = _severe_pneumococcal(c, ev, post, on_therapy, bool(inadequate))
+        elif inadequate:
+            res = Result(MET, ev, detail=f"inadequate {antigen} response: {len(inadequate)} of "
+                         f"{len(post)} post-vaccination titer(s) below protective level"
+                         + ("" if not c.require_pre_titer else " without a 4-fold rise"))
+        elif adequate and not uninterpretable:
+            res = Result(NOT_MET, ev, detail=f"adequate {antigen} response documented")
         else:
-            why = ("no pre-vaccination titer for a fold-rise" if c.require_pre_titer
-                   else "no protective level stated by the laboratory")
-            res = Result(MISSING, ev, detail=f"{label} titers not interpretable: {why}")
+            why = []
+            if on_therapy:
+                why.append("titers drawn while on immune globulin do not show the patient's own response")
+            if c.require_pre_titer and not on_therapy:
+                why.append("no pre-vaccination titer for a fold-rise")
+            if any(t.ref_low is None for t in uninterpretable) and antigen != "pneumococcal":
+                why.append("no protective level stated by the laboratory")
+            res = Result(MISSING, ev, detail=f"{antigen} titers not interpretable: "
+                         + ("; ".join(why) or "see the results"))
+        if res.status == MET:
+            return res
         if best is None or best.status == MISSING:
             best = res
     assert best is not None
     return best
 
 
+def _severe_pneumococcal(c: m.VaccineResponseCheck, ev: list[Evidence], post: list[Lab],
+                         on_therapy: list[Lab], inadequate: bool) -> Result:
+    """"Severe polysaccharide nonresponsiveness": at most a few serotypes protective."""
+    own = [t for t in post if t not in on_therapy]
+    latest = {t.label: t for t in own}
+    protective = sum(1 for t in latest.values() if t.value >= c.protective_pneumococcal_ug_ml)
+    detail = f"{protective} of {len(latest)} serotypes protective after the vaccination"
+    if len(latest) < c.severe_min_serotypes:
+        return Result(MISSING, ev, detail=f"{detail}; at least {c.severe_min_serotypes} serotypes "
+                      "tested off immune globulin are needed to call the nonresponse severe")
+    if protective <= c.severe_max_protective and inadequate:
+        return Result(MET, ev, detail=f"severe pneumococcal nonresponse: {detail}")
+    if protective > c.severe_max_protective:
+        return Result(NOT_MET, ev, detail=f"not a severe nonresponse: {detail}")
+    return Result(MISSING, ev, detail=f"{detail}; pre-vaccination titers are needed for the fold-rise")
+
+
 def check_vaccine_response(c: m.VaccineResponseCheck, ctx: Context) -> Result:
     parts = [_antigen_response(c, ctx, a) for a in c.antigens]
-    evidence = [e for p in parts for e in p.evidence]
-    details = "; ".join(p.detail for p in parts if p.detail)
+    evidence = _dedupe([e for p in parts for e in p.evidence])
+    details = _join([p.detail for p in parts])
     if any(p.status == MET for p in parts):
-        return Result(MET, evidence, detail=details)
+        return Result(MET, evidence, detail=_join([p.detail for p in parts if p.status == MET]))
     tested = [p for p in parts if not p.detail.startswith(UNTESTED)]
     if tested and all(p.status == NOT_MET for p in tested):
         return Result(NOT_MET, evidence, detail=details)
     pre = "pre- and " if c.require_pre_titer else ""
-    return Result(MISSING, evidence, [Missing(c.missing, f"Document {pre}post-vaccination "
-                  "antibody titers paired with the vaccination (pneumococcal polysaccharide: "
-                  "3–6 weeks after; tetanus/diphtheria: 3–4 weeks after)." +
-                  (f" Found: {details}." if details else ""))], details)
+    severe = (f" For a severe nonresponse, at most {c.severe_max_protective} of at least "
+              f"{c.severe_min_serotypes} pneumococcal serotypes may be protective.") if c.severe else ""
+    default = (f"Document {pre}post-vaccination antibody titers paired with a dated vaccination "
+               "(pneumococcal polysaccharide vaccine: titers 3–6 weeks after; tetanus/diphtheria: "
+               "3–4 weeks after), drawn before immune globulin was started or at least four months "
+               "after it was stopped." + severe)
+    return Result(MISSING, evidence, [_item(c, default, f"Found: {details}." if details else "")], details)
 
 
 # --- subclasses, age, platelets --------------------------------------------------------------
 def check_igg_subclass(c: m.SubclassCheck, ctx: Context) -> Result:
     labs = [x for x in ctx.facts.lab("igg_subclasses") if x.date is not None and x.date <= ctx.as_of]
+    infections = [d.when for d in infection_list(ctx) if d.when is not None]
     by_day: dict[date, list[Lab]] = {}
     for lab in labs:
         by_day.setdefault(lab.date, []).append(lab)
+
+    def infection_free(day: date) -> bool:
+        return not any(days_before(day, c.infection_free_days) <= when <= day for when in infections)
+
     low_days = [d for d, xs in by_day.items() if any(x.low for x in xs)]
+    usable = [d for d in low_days if infection_free(d)]
     ev = [lab_evidence(x) for x in labs[-8:]]
-    if len(low_days) >= c.occasions:
-        return Result(MET, ev, detail=f"subclass deficiency on {len(low_days)} occasions")
+    if len(usable) >= c.occasions:
+        return Result(MET, ev, detail=f"subclass deficiency on {len(usable)} occasions with no "
+                      f"infection recorded in the {c.infection_free_days} days before")
     interpretable = [d for d, xs in by_day.items() if any(x.ref_low is not None or x.interpretation for x in xs)]
     if len(interpretable) >= c.occasions and not low_days:
         return Result(NOT_MET, ev, detail="IgG subclasses within the reference range")
-    return Result(MISSING, ev, [Missing(c.missing, f"Document IgG subclass levels (with the "
-                  f"laboratory's age-specific range) on at least {c.occasions} occasions while "
-                  f"free of infection (found {len(low_days)} low).")])
+    during = len(low_days) - len(usable)
+    found = f"Found {len(usable)} qualifying occasion(s)" + (
+        f"; {during} low result(s) were drawn within {c.infection_free_days} days of an infection" if during else "") + "."
+    return Result(MISSING, ev, [_item(c, f"Document IgG subclass levels with the laboratory's "
+                  f"age-specific reference range on at least {c.occasions} occasions, drawn while the "
+                  "patient was free of infection.", found)])
 
 
 def check_age(c: m.AgeCheck, ctx: Context) -> Result:
     born = ctx.facts.birth_date
     if born is None:
-        return Result(MISSING, [], [Missing(c.missing, "Record the patient's date of birth.")])
+        return Result(MISSING, [], [_item(c, "Record the patient's date of birth.")])
     years = years_between(born, ctx.as_of)
     days = (ctx.as_of - born).days
-    ev = [Evidence(ctx.facts.patient_ref, f"age {years} years on {ctx.as_of.isoformat()}")]
+    ev = [Evidence(ctx.facts.patient_ref, f"age {years} years ({days} days) on {ctx.as_of.isoformat()}")]
     ok = True
     if c.min_years is not None and years < c.min_years:
         ok = False
@@ -316,7 +456,7 @@ def check_platelets(c: m.PlateletCheck, ctx: Context) -> Result:
     recent = [x for x in ctx.facts.lab("platelets")
               if x.date is not None and since <= x.date <= ctx.as_of and x.value is not None]
     if not recent:
-        return Result(MISSING, [], [Missing(c.missing, f"Document a platelet count from the last "
+        return Result(MISSING, [], [_item(c, f"Document a platelet count from the last "
                       f"{c.within_days} days.")])
     lab = recent[-1]
     ok = lab.value < c.below_per_ul
@@ -330,117 +470,278 @@ def check_documented(c: m.DocumentedCheck, ctx: Context) -> Result:
     since = days_before(ctx.as_of, c.within_days) if c.within_days else None
 
     def in_window(day: date | None) -> bool:
-        return since is None or (day is not None and since <= day <= ctx.as_of)
+        if since is None:
+            return day is None or day <= ctx.as_of
+        return day is not None and since <= day <= ctx.as_of
 
     ev: list[Evidence] = []
     negative: list[Evidence] = []
+    unshown: list[Evidence] = []  # a report whose conclusion does not show the result
     for dx in ctx.facts.diagnoses:
-        if wanted & dx.valuesets and dx.active and in_window(dx.when):
+        if wanted & (dx.valuesets | dx.note_valuesets) and (dx.active or c.include_resolved) \
+                and in_window(dx.when):
             ev.append(dx_evidence(dx))
-    for f in ctx.facts.findings:
-        if wanted & f.valuesets and in_window(f.date):
-            conclusion = f": {f.conclusion}" if f.conclusion else ""
-            ev.append(Evidence(f.ref, f"{f.display} on {_d(f.date)}{conclusion}"))
-    for t in ctx.facts.therapies:
-        if wanted & t.valuesets and in_window(t.date):
-            ev.append(therapy_evidence(t))
-    limit = c.value_below
-    if limit is not None and c.value_below_if_hiv is not None and _hiv_positive(ctx.facts):
-        limit = c.value_below_if_hiv
-    for kind in wanted:
-        for lab in ctx.facts.lab(kind):
-            if not in_window(lab.date):
+    if not c.conditions_only:
+        for f in ctx.facts.findings:
+            if not in_window(f.date):
                 continue
+            coded = bool(wanted & f.valuesets)
+            # A report whose own conclusion names the finding documents it too ("unable to
+            # walk independently" in a neurology note); with conclusion_all, the report must
+            # be of the right kind and its conclusion must state the required result.
+            if not coded and (c.conclusion_all or not wanted & f.text_valuesets):
+                continue
+            conclusion = f": {f.conclusion}" if f.conclusion else ""
+            e = Evidence(f.ref, f"{f.display} on {_d(f.date)}{conclusion}")
+            (ev if all(v in f.text_valuesets for v in c.conclusion_all) else unshown).append(e)
+        for t in ctx.facts.therapies:
+            current = t.status in {"active", "in-progress"} or not c.therapy_active
+            if wanted & t.valuesets and t.given and current and in_window(t.date):
+                ev.append(therapy_evidence(t))
+    limit, hiv_limit = c.value_below, c.value_below_if_hiv
+    hiv = _hiv_status(ctx.facts)
+    indeterminate: list[Evidence] = []
+    lab_ev: list[Evidence] = []
+    for kind in sorted(wanted):
+        labs = [x for x in ctx.facts.lab(kind) if in_window(x.date)]
+        if not c.conditions_only and labs:
+            lab = labs[-1]  # the latest result decides
             if limit is not None:
                 if lab.value is None:
                     continue
-                (ev if lab.value < limit else negative).append(lab_evidence(lab))
+                if lab.value < limit:
+                    lab_ev.append(lab_evidence(lab))
+                elif hiv_limit is not None and lab.value < hiv_limit and hiv is None:
+                    indeterminate.append(lab_evidence(lab))
+                elif hiv_limit is not None and lab.value < hiv_limit and hiv:
+                    lab_ev.append(lab_evidence(lab, f"{lab.label or lab.kind} (HIV-positive limit)"))
+                else:
+                    negative.append(lab_evidence(lab))
             elif c.lab_result == "any" or lab.qualitative == c.lab_result:
                 ev.append(lab_evidence(lab))
             elif lab.qualitative is not None:
                 negative.append(lab_evidence(lab))
+    if limit is not None and (lab_ev or negative):
+        # A measured value is the most specific evidence: it decides over a coded category
+        # (a gestational age of 39 weeks over a "preterm" problem-list entry).
+        return Result(MET, _dedupe(lab_ev)) if lab_ev else Result(
+            NOT_MET, negative, detail=f"result is not below {limit:g}")
     if ev:
-        return Result(MET, ev)
+        return Result(MET, _dedupe(ev))
     if negative:
         why = f"not below {limit:g}" if limit is not None else f"not {c.lab_result}"
         return Result(NOT_MET, negative, detail=f"result is {why}")
-    return Result(MISSING, [], [Missing(c.missing, "Not found in the record as a coded "
-                  "diagnosis, procedure, report or result.")])
+    if indeterminate and not ev:
+        return Result(MISSING, indeterminate, [_item(c, "Document the result.", (
+            f"The result is below {hiv_limit:g} but not below {limit:g}: it meets the criterion only "
+            "if the patient is HIV-seropositive. Document the HIV status."))])
+    found = ""
+    if unshown:
+        found = ("Found " + "; ".join(e.summary for e in unshown[:2])
+                 + " — the report does not state the result the policy requires.")
+    return Result(MISSING, unshown[:2], [_item(c, "Document it in the record (problem list, "
+                  "procedure report or laboratory result).", found)])
 
 
-def _hiv_positive(facts: PatientFacts) -> bool:
-    return bool(facts.diagnoses_in("hiv_infection")) or any(
-        x.qualitative == "positive" for x in facts.lab("hiv_test"))
+def _hiv_status(facts: PatientFacts) -> bool | None:
+    """True (HIV infection documented), False (latest HIV test negative), None (unknown)."""
+    if facts.diagnoses_in("hiv_infection"):
+        return True
+    tests = [x for x in facts.lab("hiv_test") if x.qualitative is not None]
+    if not tests:
+        return None
+    return tests[-1].qualitative == "positive"
 
 
-FAILED_STATUSES = {"stopped", "completed", "cancelled", "on-hold", "not-taken"}
+LOCAL_FORMS = "tx_has_local_forms"
+
+
+def _why_not(t: Therapy, c: m.PriorTherapyCheck) -> str:
+    """Why a therapy on record does not show what the criterion needs (None if it does)."""
+    accepted = set(c.outcomes) & t.outcomes
+    if not accepted:
+        stated = ", ".join(sorted(t.outcomes)) if t.outcomes else "no reason stated"
+        return f"{t.display} ({t.status}): {stated}"
+    if accepted == {"contraindicated"}:
+        return ""
+    if not t.given and t.kind not in {"intolerance", "allergy"}:
+        return f"{t.display} ({t.status}): never given"
+    if t.kind == "medication" and c.route == "systemic":
+        if t.route == "local":
+            return f"{t.display}: a local (topical, inhaled or similar) form, not systemic therapy"
+        if t.route is None and LOCAL_FORMS in t.valuesets:
+            return f"{t.display}: the route or dose form is not recorded (a systemic form is needed)"
+    return ""
 
 
 def check_prior_therapy(c: m.PriorTherapyCheck, ctx: Context) -> Result:
-    wanted = set(c.valuesets)
-    if c.any_documented_failure:
-        wanted.add(DOCUMENTED_FAILURE)
-    tried = [t for t in ctx.facts.therapies if wanted & t.valuesets]
-    good = [
-        t for t in tried
-        if t.kind == "intolerance"
-        or t.status in FAILED_STATUSES
-        or (c.accept_active and t.status in {"active", "intended"})
-    ]
+    sets = list(c.valuesets) + ([DOCUMENTED_FAILURE] if c.any_documented_failure else [])
+    tried = [t for t in ctx.facts.therapies if set(sets) & t.valuesets
+             and (t.date is None or t.date <= ctx.as_of)]
+    good = [t for t in tried if not _why_not(t, c)]
+    reasons = [_why_not(t, c) for t in tried if _why_not(t, c)]
+    found = ("Found, but not counted: " + "; ".join(dict.fromkeys(reasons[:4])) + ".") if reasons else ""
+    outcome_words = {"failed": "failed (ineffective)", "inadequate": "not controlled it",
+                     "intolerant": "was not tolerated", "contraindicated": "is contraindicated"}
+    default = ("Document, for the standard therapy, that it " + " or ".join(outcome_words[o] for o in c.outcomes)
+               + ": the medication with its route and the reason it was stopped (status reason or "
+               "note), an intolerance or allergy record, or a documented contraindication.")
+    if c.all_of:
+        lacking = [vs for vs in c.valuesets if not any(vs in t.valuesets for t in good)]
+        if not lacking and good:
+            return Result(MET, [therapy_evidence(t) for t in good])
+        return Result(MISSING, [therapy_evidence(t) for t in tried],
+                      [_item(c, default, found)])
     if good:
         return Result(MET, [therapy_evidence(t) for t in good])
-    return Result(MISSING, [therapy_evidence(t) for t in tried], [Missing(c.missing,
-                  "Document that standard therapy failed, was not tolerated or is "
-                  f"contraindicated ({', '.join(sorted(wanted - {DOCUMENTED_FAILURE}))}).")])
+    return Result(MISSING, [therapy_evidence(t) for t in tried], [_item(c, default, found)])
+
+
+ACTIVE_STATUSES = {"active", "recurrence", "relapse"}
 
 
 def check_severity(c: m.SeverityCheck, ctx: Context) -> Result:
-    severe = [d for d in ctx.diagnoses if d.severe]
-    if severe:
-        return Result(MET, [dx_evidence(d) for d in severe])
-    return Result(MISSING, [dx_evidence(d) for d in ctx.diagnoses[:1]], [Missing(c.missing,
-                  "Record the condition as severe (Condition.severity) with the findings that "
-                  "make it so.")])
+    qualifying = [d for d in ctx.diagnoses if d.at_least(c.at_least)
+                  and (not c.active or d.clinical_status in ACTIVE_STATUSES)]
+    if qualifying:
+        return Result(MET, [dx_evidence(d) for d in qualifying])
+    recorded = [d for d in ctx.diagnoses if d.severity]
+    found = ""
+    if recorded:
+        found = "Recorded: " + ", ".join(f"{d.display or d.code} — {d.severity}" for d in recorded[:2]) + "."
+    elif c.active and any(d.at_least(c.at_least) for d in ctx.diagnoses):
+        found = "The condition is not recorded as clinically active."
+    active = " and active (clinical status active)" if c.active else ""
+    return Result(MISSING, [dx_evidence(d) for d in ctx.diagnoses[:1]], [_item(c,
+                  f"Record the condition's severity as {c.at_least}{active} (Condition.severity) with "
+                  "the findings that make it so.", found)])
 
 
 def check_diagnosis_age(c: m.DiagnosisAgeCheck, ctx: Context) -> Result:
-    dated = [d for d in ctx.diagnoses if d.when is not None]
-    if not dated:
+    dates: list[tuple[date, Evidence]] = []
+    for d in ctx.diagnoses:
+        when = d.onset if c.max_days is not None else d.when
+        if when is not None:
+            dates.append((when, dx_evidence(d)))
+    for f in ctx.facts.findings:
+        if set(c.dated_by) & f.valuesets and f.date is not None and f.date <= ctx.as_of:
+            dates.append((f.date, Evidence(f.ref, f"{f.display} on {_d(f.date)}")))
+    if not dates:
+        recorded_only = c.max_days is not None and any(d.recorded for d in ctx.diagnoses)
+        found = (" The problem-list entry has only a recorded date, which is not the date of the "
+                 "event." if recorded_only else "")
         return Result(MISSING, [dx_evidence(d) for d in ctx.diagnoses[:1]],
-                      [Missing(c.missing, "Record the date of diagnosis (onset or recorded date).")])
-    first = min(dated, key=lambda d: d.when)
-    days = (ctx.as_of - first.when).days
-    ok = (c.min_days is None or days > c.min_days) and (c.max_days is None or days <= c.max_days)
+                      [_item(c, "Record the date of diagnosis (the Condition's onset date).", found)])
+    first, ev = min(dates, key=lambda x: x[0])
+    days = (ctx.as_of - first).days
+    ok = (c.min_days is None or days > c.min_days) and (c.max_days is None or 0 <= days <= c.max_days)
     needs = []
     if c.min_days is not None:
         needs.append(f"more than {c.min_days}")
     if c.max_days is not None:
         needs.append(f"at most {c.max_days}")
-    return Result(MET if ok else NOT_MET, [dx_evidence(first)],
-                  detail=f"{days} days since {first.display or first.code} (needs {' and '.join(needs)})")
+    return Result(MET if ok else NOT_MET, [ev],
+                  detail=f"{days} days since {first.isoformat()} (needs {' and '.join(needs)})")
 
 
 def check_reevaluation(c: m.ReevaluationCheck, ctx: Context) -> Result:
-    if ctx.tl.status != "continuation":
+    tl = ctx.tl
+    if tl.status != "continuation":
         return Result(NA)
-    start = ctx.tl.first_dose
+    start = tl.first_dose
     if start is None:
-        return Result(MISSING, [], [Missing("ivig-start-date", "The re-evaluation deadline "
-                      "(18 months after starting) cannot be checked without the start date.")])
+        return Result(MISSING, [], [Missing("ivig-start-date", "Document the date immune globulin "
+                      "was first given: the re-evaluation deadline (18 months after starting) cannot "
+                      "be checked without it.")])
     if (ctx.as_of - start).days <= c.after_days:
         return Result(NA, detail=f"within {c.after_days} days of starting therapy")
     kinds = ("pneumococcal_igg", "tetanus_igg", "diphtheria_igg")
-    retested = [x for k in kinds for x in ctx.facts.lab(k) if x.date is not None and start < x.date <= ctx.as_of]
-    if retested:
-        return Result(MET, [lab_evidence(x) for x in retested[-3:]],
-                      detail="antibody response re-tested after therapy began")
-    return Result(MISSING, [], [Missing(c.missing, "Therapy began more than 18 months ago: "
-                  "re-assess the response to protein and polysaccharide antigens after at least "
-                  "four months off immune globulin (Re-Evaluation Table).")])
+    retested = sorted((x for k in kinds for x in ctx.facts.lab(k)
+                       if x.date is not None and start < x.date <= ctx.as_of and x.value is not None),
+                      key=lambda x: (x.date, x.ref))
+    off = [x for x in retested if tl.off_therapy_at(x.date, c.off_therapy_days)]
+    on = [x for x in retested if x not in off]
+    default = ("Therapy began more than 18 months ago: discontinue immune globulin, and at least "
+               "four months later re-test the response to protein and polysaccharide antigens "
+               "(pre- and post-vaccination titers), with the stop date recorded in the medication "
+               "history (Re-Evaluation Table).")
+    if not off:
+        found = (f"{len(on)} titer(s) after the start were drawn on immune globulin (no documented "
+                 f"stop of at least {c.off_therapy_days} days before them)." if on else "")
+        return Result(MISSING, [lab_evidence(x) for x in on[-3:]], [_item(c, default, found)])
+    protective = {"pneumococcal_igg": 1.3}
+    still_low = [x for x in off if x.value < (protective.get(x.kind) or x.ref_low or 0)]
+    ev = [lab_evidence(x) for x in off[-6:]]
+    if not still_low:
+        return Result(NOT_MET, ev, detail="re-tested off therapy: antibody response now protective")
+    # "IVIG should also be discontinued … if the number and/or severity of infections have
+    # not been reduced"
+    response = _infection_response(ctx, start)
+    if response.status != MET:
+        return Result(response.status, ev + response.evidence, response.missing,
+                      _join(["re-tested off therapy: response still deficient", response.detail]))
+    return Result(MET, ev + response.evidence, detail=_join([
+        "re-tested off therapy: response still deficient", response.detail]))
+
+
+def _infection_response(ctx: Context, start: date, missing: str = "clinical-response") -> Result:
+    """Fewer, or less severe, bacterial infections since immune globulin began than in a
+    window of the same length before it. More or equally severe ones are no response."""
+    infections = [d for d in infection_list(ctx) if d.when is not None]
+    span = max((ctx.as_of - start).days, 1)
+    before = [d for d in infections if days_before(start, span) <= d.when < start]
+    after = [d for d in infections if start <= d.when <= ctx.as_of]
+    sev_before = sum(1 for d in before if _qualifies(d, "severe"))
+    sev_after = sum(1 for d in after if _qualifies(d, "severe"))
+    ev = [dx_evidence(d) for d in before + after]
+    detail = (f"{len(before)} bacterial infection(s) ({sev_before} severe) in the {span} days before "
+              f"therapy, {len(after)} ({sev_after} severe) since")
+    if not before:
+        return Result(MISSING, ev, [Missing(missing, "Document the infection history before and "
+                      "since immune globulin started (each infection as a dated Condition with its "
+                      "severity), so a reduction can be shown.")], detail)
+    fewer = len(after) < len(before) and sev_after <= sev_before
+    milder = len(after) <= len(before) and sev_after < sev_before
+    if fewer or milder:
+        return Result(MET, ev, detail=detail)
+    return Result(NOT_MET, ev, detail=detail + ": not reduced")
 
 
 # --- aaaai-pi specifics ------------------------------------------------------------------------
 CAUSE_DRUGS = {"anti_cd20", "hypogam_drug", "systemic_immunosuppressant"}
+PROTEIN_SCREENS = ("serum_albumin", "urine_protein", "protein_electrophoresis")
+# Without a laboratory range: serum albumin below 3.5 g/dL is low; 24-hour urine protein
+# above 150 mg, or a protein/creatinine ratio above 0.2 mg/mg, is abnormal; 3.5 g/24 h (or
+# 3.5 mg/mg) is nephrotic-range ("heavy") proteinuria. Standard adult reference limits.
+ALBUMIN_LOW_MG_DL = 3500
+URINE_LIMITS = {"mg/24h": (150, 3500), "mg/mg": (0.2, 3.5)}
+
+
+def _screen_state(lab: Lab) -> tuple[str, str]:
+    """normal | low | high | heavy | unknown, with the reason."""
+    if lab.kind == "serum_albumin":
+        if lab.value is None:
+            return "unknown", "no value"
+        low = lab.ref_low if lab.ref_low is not None else ALBUMIN_LOW_MG_DL
+        return ("low" if lab.value < low else "normal"), f"albumin {lab.value / 1000:.3g} g/dL"
+    if lab.kind == "urine_protein":
+        if lab.value is None:
+            if lab.qualitative == "negative":
+                return "normal", "negative"
+            return ("high", "positive") if lab.qualitative == "positive" else ("unknown", "no value")
+        limits = URINE_LIMITS.get(lab.unit)
+        if limits is None:
+            return "unknown", f"unit {lab.unit or 'missing'}"
+        normal, heavy = limits
+        if lab.value >= heavy:
+            return "heavy", f"{lab.shown()} (nephrotic range)"
+        return ("high" if lab.value > normal else "normal"), lab.shown()
+    # protein electrophoresis: the interpretation decides
+    if lab.interpretation in {"N"} or lab.qualitative == "negative":
+        return "normal", "normal pattern"
+    if lab.interpretation in {"A", "AA", "L", "LL", "H", "HH"} or lab.qualitative == "positive":
+        return "high", "abnormal pattern"
+    return "unknown", "no interpretation"
 
 
 def check_secondary_causes(c: m.SecondaryCausesCheck, ctx: Context) -> Result:
@@ -449,26 +750,42 @@ def check_secondary_causes(c: m.SecondaryCausesCheck, ctx: Context) -> Result:
     for dx in facts.diagnoses:
         if dx.active and dx.valuesets & {"lymphoid_malignancy", "hiv_infection", "protein_loss_condition"}:
             causes.append(dx_evidence(dx))
+    recent = days_before(ctx.as_of, c.drug_recent_days)
     for t in facts.therapies:
-        if t.valuesets & CAUSE_DRUGS and t.kind == "medication" and t.status in {"active", "intended", "on-hold"}:
+        if not (t.valuesets & CAUSE_DRUGS and t.kind == "medication" and t.given):
+            continue
+        # B-cell depletion outlasts the drug by months to years: any anti-CD20 exposure counts.
+        ended = t.end or (t.date if t.status in {"completed", "stopped"} else None)
+        if "anti_cd20" in t.valuesets or t.status in {"active", "on-hold"} or ended is None or ended >= recent:
             causes.append(therapy_evidence(t))
     hiv = [x for x in facts.lab("hiv_test") if x.qualitative is not None]
     causes += [lab_evidence(x, "HIV test") for x in hiv if x.qualitative == "positive"]
+    screens = {k: [x for x in facts.lab(k) if x.date is None or x.date <= ctx.as_of] for k in PROTEIN_SCREENS}
+    latest = {k: v[-1] for k, v in screens.items() if v}
+    states = {k: _screen_state(lab) for k, lab in latest.items()}
+    heavy = [k for k, (s, _) in states.items() if s == "heavy"]
+    low_albumin = states.get("serum_albumin", ("", ""))[0] == "low"
+    proteinuria = states.get("urine_protein", ("", ""))[0] in {"high", "heavy"}
+    if heavy or (low_albumin and proteinuria):
+        causes += [lab_evidence(latest[k]) for k in latest if states[k][0] in {"low", "high", "heavy"}]
     if causes:
-        return Result(NOT_MET, causes, detail="a documented secondary cause may explain the low IgG")
+        return Result(NOT_MET, _dedupe(causes), detail="a documented secondary cause may explain the low IgG")
     negative_hiv = [x for x in hiv if x.qualitative == "negative"]
-    screens = [x for k in ("serum_albumin", "urine_protein", "protein_electrophoresis") for x in facts.lab(k)]
-    ev = [lab_evidence(x, "HIV test") for x in negative_hiv[-1:]] + [lab_evidence(x) for x in screens[-2:]]
+    ev = [lab_evidence(x, "HIV test") for x in negative_hiv[-1:]] + [lab_evidence(x) for x in latest.values()]
     lacking = []
     if not negative_hiv:
         lacking.append("a negative HIV test")
-    if not screens:
+    abnormal = [f"{states[k][1]}" for k in latest if states[k][0] != "normal"]
+    if not latest:
         lacking.append("a protein-loss screen (serum albumin, urine protein or protein electrophoresis)")
+    elif abnormal:
+        lacking.append("a normal protein-loss screen, or a work-up explaining the abnormal result ("
+                       + ", ".join(abnormal) + ")")
     if not lacking:
-        return Result(MET, ev, detail="HIV negative and protein-loss screen documented; no "
-                      "lymphoid malignancy or causative drug recorded")
-    return Result(MISSING, ev, [Missing(c.missing, "Document exclusion of secondary "
-                  "hypogammaglobulinemia: " + " and ".join(lacking) + ".")])
+        return Result(MET, ev, detail="HIV negative and a normal protein-loss screen; no lymphoid "
+                      "malignancy or causative drug recorded")
+    return Result(MISSING, ev, [_item(c, "Document the exclusion of secondary hypogammaglobulinemia:",
+                  " and ".join(lacking) + ".")])
 
 
 def check_start_date(c: m.StartDateCheck, ctx: Context) -> Result:
@@ -478,8 +795,8 @@ def check_start_date(c: m.StartDateCheck, ctx: Context) -> Result:
         return Result(MET, [Evidence(ctx.tl.first_dose_ref or "", f"first immune globulin dose "
                       f"{ctx.tl.first_dose.isoformat()}")])
     return Result(MISSING, [Evidence(r, "prior immune globulin exposure, undated") for r in ctx.tl.exposure_refs],
-                  [Missing(c.missing, "The patient is already on immune globulin; document the "
-                           "date of the first dose.")])
+                  [_item(c, "The patient is already on immune globulin: document the date of the first "
+                         "dose (the first administration, or the start date in the medication history).")])
 
 
 def check_clinical_response(c: m.ClinicalResponseCheck, ctx: Context) -> Result:
@@ -487,20 +804,9 @@ def check_clinical_response(c: m.ClinicalResponseCheck, ctx: Context) -> Result:
         return Result(NA)
     start = ctx.tl.first_dose
     if start is None:
-        return Result(MISSING, [], [Missing("ivig-start-date", "Response to therapy cannot be "
-                      "judged without the date immune globulin started.")])
-    infections = [d for d in infection_list(ctx) if d.when is not None]
-    span = max((ctx.as_of - start).days, 1)
-    before = [d for d in infections if days_before(start, span) <= d.when < start]
-    after = [d for d in infections if start <= d.when <= ctx.as_of]
-    ev = [dx_evidence(d) for d in before + after]
-    detail = f"{len(before)} bacterial infection(s) in the {span} days before therapy, {len(after)} since"
-    if before and len(after) < len(before):
-        return Result(MET, ev, detail=detail)
-    if after and len(after) >= len(before):
-        return Result(NOT_MET, ev, detail=detail)
-    return Result(MISSING, ev, [Missing(c.missing, "Document the infection history before and "
-                  "since immune globulin started (frequency and severity).")], detail)
+        return Result(MISSING, [], [Missing("ivig-start-date", "Document the date immune globulin "
+                      "was first given: the response to therapy cannot be judged without it.")])
+    return _infection_response(ctx, start, c.missing)
 
 
 def check_body_weight(c: m.BodyWeightCheck, ctx: Context) -> Result:
@@ -510,9 +816,9 @@ def check_body_weight(c: m.BodyWeightCheck, ctx: Context) -> Result:
     if recent is not None:
         return Result(MET, [lab_evidence(recent, "Weight")])
     stale = f" The latest weight is from {_d(latest.date)}." if latest else ""
-    return Result(MISSING, [lab_evidence(latest, "Weight")] if latest else [], [Missing(c.missing,
+    return Result(MISSING, [lab_evidence(latest, "Weight")] if latest else [], [_item(c,
                   f"Record a body weight from the {c.within_days} days before "
-                  f"{ctx.as_of.isoformat()} to check mg/kg dosing.{stale}")])
+                  f"{ctx.as_of.isoformat()} to check mg/kg dosing.", stale)])
 
 
 def check_dose(c: m.DoseCheck, ctx: Context) -> Result:
@@ -523,7 +829,7 @@ def check_dose(c: m.DoseCheck, ctx: Context) -> Result:
     if dose.status == "within-range":
         return Result(MET, ev, detail=_dose_summary(dose))
     if dose.status in {"above-range", "below-range"}:
-        return Result(MISSING, ev, [Missing(c.missing, f"{_dose_summary(dose)} is "
+        return Result(MISSING, ev, [_item(c, f"{_dose_summary(dose)} is "
                       f"{dose.status.replace('-', ' ')}; document why (e.g. end-organ damage, "
                       "breakthrough infections, trough target) or adjust the dose.")])
     # Unknown: either no range for this indication (no item) or a missing input, which
@@ -539,8 +845,42 @@ def _dose_summary(dose: DoseResult) -> str:
     return f"{dose.mg_per_kg:.0f} {unit}{rng}"
 
 
+def check_course(c: m.CourseCheck, ctx: Context) -> Result:
+    order = ctx.tl.order
+    if order is None:
+        return Result(NA)
+    ev = [Evidence(order.ref, f"{order.product}: " + (
+        f"{order.course_count} dose(s)" if order.course_count else
+        f"every {order.interval_days:g} days" if order.interval_days else "no schedule"))]
+    if order.course_count:
+        daily = order.interval_days is None or order.interval_days <= 1
+        if order.course_count <= c.max_doses and daily:
+            return Result(MET, ev, detail=f"acute course of {order.course_count} daily dose(s)")
+        return Result(NOT_MET, ev, detail=f"{order.course_count} doses every "
+                      f"{order.interval_days or 1:g} days is not an acute course of ≤ {c.max_doses} days")
+    if order.interval_days:
+        return Result(NOT_MET, ev, detail=f"recurring every {order.interval_days:g} days: maintenance")
+    return Result(MISSING, ev, [_item(c, f"Record the order's schedule: an acute course of "
+                  f"{c.max_doses} days or fewer (dosage timing with a count of doses).")])
+
+
+CONFIRMED = {"confirmed", None}
+
+
+def check_diagnosis_confirmed(c: m.DiagnosisConfirmedCheck, ctx: Context) -> Result:
+    if not ctx.diagnoses:
+        return Result(NA)
+    confirmed = [d for d in ctx.diagnoses if d.verification in CONFIRMED]
+    if confirmed:
+        return Result(MET, [dx_evidence(d) for d in confirmed])
+    states = ", ".join(sorted({d.verification or "" for d in ctx.diagnoses}))
+    return Result(MISSING, [dx_evidence(d) for d in ctx.diagnoses[:2]], [_item(c,
+                  "Confirm the diagnosis (Condition verification status confirmed) once the "
+                  "work-up establishes it.", f"It is recorded as {states}.")])
+
+
 def check_appeal(c: m.AppealCheck, ctx: Context) -> Result:
-    return Result(MISSING, [], [Missing(c.missing, f"{ctx.indication.label} is "
+    return Result(MISSING, [], [_item(c, f"{ctx.indication.label} is "
                   f"{ctx.indication.coverage} under this policy: coverage needs an individual "
                   "appeal with a letter of medical necessity, the supporting literature and "
                   "the treatment history. The record cannot show a filed appeal, so this item "
@@ -566,6 +906,8 @@ LEAF: dict[type, Callable[..., Result]] = {
     m.ClinicalResponseCheck: check_clinical_response,
     m.BodyWeightCheck: check_body_weight,
     m.DoseCheck: check_dose,
+    m.CourseCheck: check_course,
+    m.DiagnosisConfirmedCheck: check_diagnosis_confirmed,
 }
 
 
@@ -582,7 +924,7 @@ def evaluate_check(check: m.Check, ctx: Context) -> Result:
     if isinstance(check, (m.AnyOf, m.AllOf)):
         parts = [evaluate_check(sub, ctx) for sub in check.of]
         live = [p for p in parts if p.status != NA]
-        evidence = list(dict.fromkeys(e for p in parts for e in p.evidence))
+        evidence = _dedupe([e for p in parts for e in p.evidence])
         if not live:
             return Result(NA, evidence, components=parts)
         statuses = {p.status for p in live}
@@ -606,6 +948,7 @@ def evaluate_check(check: m.Check, ctx: Context) -> Result:
                 candidates = [p for p in live if p.status == MISSING]
                 best = min(candidates, key=lambda p: len({x.code for x in p.missing}) or 99)
                 missing = best.missing
-        detail = "; ".join(p.detail for p in live if p.detail)
-        return Result(status, evidence, missing, detail, parts)
+        shown = [p for p in live if p.status == status] if status == MET else live
+        detail = _join([p.detail for p in shown])
+        return Result(status, evidence, list(dict.fromkeys(missing)), detail, parts)
     return LEAF[type(check)](check, ctx)

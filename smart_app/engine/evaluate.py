@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from fhir_mappings.facts import Diagnosis, PatientFacts
+from fhir_mappings.facts import Diagnosis, IgOrder, PatientFacts
 
 from . import model as m
 from .checks import (
@@ -134,10 +134,15 @@ def _unlisted(dx_label: str, ruleset: m.Ruleset) -> m.Indication:
         diagnoses=[],
         also_requires=[],
         excludes=[],
-        source=f"not listed in {ruleset.title}",
+        cite=m.Citation.model_construct(
+            section="Experimental, investigational and unproven",
+            quotes=["considered experimental, investigational and unproven for any indication not listed above"]
+            if ruleset.id == "bcbsmt-ig-2013" else [],
+            basis="" if ruleset.id == "bcbsmt-ig-2013" else f"not listed in {ruleset.citation}"),
         dose=None,
         criteria=[],
         note="",
+        maintenance_is=None,
     )
 
 
@@ -145,48 +150,85 @@ def _active(facts: PatientFacts, as_of: date) -> list[Diagnosis]:
     return [d for d in facts.diagnoses if d.active and (d.when is None or d.when <= as_of)]
 
 
+def _named(d: Diagnosis, order: IgOrder | None) -> bool:
+    """The order names this Condition: by reference, or by a reasonCode with its code."""
+    if order is None:
+        return False
+    return d.ref in order.reason_refs or bool(d.codes & order.reason_code_keys)
+
+
 def match_indications(
-    facts: PatientFacts, ruleset: m.Ruleset, tl: Timeline
+    facts: PatientFacts, ruleset: m.Ruleset, tl: Timeline, warnings: list[str] | None = None
 ) -> list[tuple[m.Indication, list[Diagnosis], bool]]:
-    """Indications the record supports: (indication, its diagnoses, named by the order)."""
+    """Indications the record supports: (indication, its diagnoses, named by the order).
+
+    Only an active, non-refuted Condition makes an indication: an order's reasonCode or
+    reasonReference alone (no Condition, or one that is resolved, inactive, refuted or
+    entered in error) does not. A Condition that also falls in an experimental row's value
+    set (a broad covered code whose text names an experimental sub-condition, e.g. G61.0
+    "Miller Fisher syndrome") counts for the experimental row only: a conflict between
+    code and text is never resolved toward coverage.
+    """
+    warnings = warnings if warnings is not None else []
     active = _active(facts, tl.as_of)
     order = tl.order
-    reason_refs = set(order.reason_refs) if order else set()
-    reason_vs = set(order.reason_valuesets) if order else set()
+    labels = ruleset.experimental_labels
+    experimental = frozenset(labels)
     out = []
     for ind in ruleset.indications:
-        dx = [
-            d for d in active
-            if d.valuesets & set(ind.diagnoses) and not d.valuesets & set(ind.excludes)
-        ]
-        named_codes = bool(reason_vs & set(ind.diagnoses))
-        if not dx and not named_codes:
+        if ind.id in ruleset.routed:
+            continue
+        covered = ind.coverage in COVERED
+        dx = []
+        for d in active:
+            if not d.valuesets & set(ind.diagnoses) or d.valuesets & set(ind.excludes):
+                continue
+            hidden = d.valuesets & experimental
+            if covered and hidden:
+                names = "; ".join(sorted({labels[vs] for vs in hidden}))
+                message = (f"{d.ref} ({d.display or d.code}) falls under {ind.label}, but its code "
+                           f"or text also names {names}, which the policy lists as experimental: it "
+                           "is evaluated as experimental.")
+                if message not in warnings:
+                    warnings.append(message)
+                continue
+            dx.append(d)
+        if not dx:
             continue
         if any(not any(vs in d.valuesets for d in active) for vs in ind.also_requires):
             continue
-        named = named_codes or any(d.ref in reason_refs for d in dx)
+        named = any(_named(d, order) for d in dx) or bool(order and order.reason_valuesets & set(ind.diagnoses))
+        if covered and ind.maintenance_is and order is not None and order.interval_days \
+                and not order.course_count:
+            exp = ruleset.indication(ind.maintenance_is)
+            assert exp is not None
+            warnings.append(f"The order repeats every {order.interval_days:g} days: maintenance "
+                            f"therapy, which the policy lists as {exp.label}.")
+            out.append((exp, dx, named))
+            continue
         out.append((ind, dx, named))
     # An experimental-list diagnosis (e.g. diabetes, asthma) is only the indication when
     # immune globulin is requested for it: named by the order, or an order that names no
     # reason while no covered indication is documented. Otherwise it is a comorbidity.
     any_named = any(named for _, _, named in out)
     any_covered = any(ind.coverage in COVERED for ind, _, _ in out)
+    names_reason = bool(order and (order.reason_refs or order.reason_code_keys or order.reason_codes))
     out = [
         (ind, dx, named) for ind, dx, named in out
         if ind.coverage in COVERED
         or named
-        or (order is not None and not any_named and not any_covered and not (reason_refs or reason_vs))
+        or (order is not None and not any_named and not any_covered and not names_reason)
     ]
-    # The order names a diagnosis that gives no indication of this ruleset (not listed at
-    # all, or listed under conditions the record does not show): an unlisted indication.
+    # An IVIG order for a diagnosis the policy does not list: an unlisted indication. The
+    # diagnosis is the Condition the order names; failing that (an order naming nothing,
+    # with nothing listed documented), an active Condition of the kinds immune globulin is
+    # requested for (value set dx_ivig_relevant_unlisted).
     if order is not None and not any(named for _, _, named in out):
-        named_dx = [d for d in active if d.ref in reason_refs]
+        named_dx = [d for d in active if _named(d, order)]
+        if not named_dx and not out:
+            named_dx = [d for d in active if "dx_ivig_relevant_unlisted" in d.valuesets]
         for d in named_dx:
-            out.append((_unlisted(d.display or d.code, ruleset), [d], True))
-        if not named_dx and not reason_refs:
-            for _system, code, display in order.reason_codes[:1]:
-                if code or display:
-                    out.append((_unlisted(display or code, ruleset), [], True))
+            out.append((_unlisted(d.display or d.code, ruleset), [d], _named(d, order)))
     return out
 
 
@@ -232,6 +274,27 @@ def evaluate_indication(
     return IndicationResult(ind, diagnoses, named, results, determination, missing, dose)
 
 
+def _no_indication_detail(facts: PatientFacts, tl: Timeline, ruleset: m.Ruleset) -> str:
+    """What to document when no diagnosis makes an indication, naming what the order says."""
+    text = ("Record the diagnosis immune globulin is requested for as an active, confirmed "
+            "Condition on the problem list (with its onset date).")
+    order = tl.order
+    if order is None:
+        return text
+    named = [display or code for _system, code, display in order.reason_codes if display or code]
+    refs = [r for r in order.reason_refs]
+    inactive = [d for d in facts.diagnoses if d.ref in refs or d.codes & order.reason_code_keys]
+    if inactive:
+        shown = ", ".join(f"{d.display or d.code} ({d.clinical_status or 'no status'})" for d in inactive[:2])
+        return (f"The order names {shown}, which is not an active Condition: record the current "
+                "diagnosis as an active, confirmed Condition on the problem list (with its onset date).")
+    if named or refs:
+        shown = ", ".join(named[:2]) or "a diagnosis"
+        return (f"The order names {shown} as its reason, but the record holds no active, confirmed "
+                f"Condition for it: {text[0].lower()}{text[1:]}")
+    return text
+
+
 def _rank(res: IndicationResult, index: int) -> tuple:
     return (
         COVERAGE_RANK[res.indication.coverage],
@@ -243,9 +306,9 @@ def _rank(res: IndicationResult, index: int) -> tuple:
 
 def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date) -> Evaluation:
     tl = build_timeline(facts, as_of)
-    matched = match_indications(facts, ruleset, tl)
-    results = [evaluate_indication(facts, ruleset, tl, ind, dx, named) for ind, dx, named in matched]
     warnings = list(facts.warnings)
+    matched = match_indications(facts, ruleset, tl, warnings)
+    results = [evaluate_indication(facts, ruleset, tl, ind, dx, named) for ind, dx, named in matched]
     if tl.on_therapy_unknown_start and any(lab.value is not None for lab in facts.lab("igg_total")):
         warnings.append(
             "The patient is already on immune globulin and no start date is documented: the "
@@ -253,9 +316,7 @@ def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date) -> Evaluation
         )
     if not results:
         return Evaluation(ruleset, as_of, facts, tl, None, [], "no-indication",
-                          [Missing("indication", "No active, confirmed diagnosis that "
-                                   f"{ruleset.title} lists for immune globulin is documented.")],
-                          warnings)
+                          [Missing("indication", _no_indication_detail(facts, tl, ruleset))], warnings)
     ranked = sorted(range(len(results)), key=lambda i: (not results[i].named_by_order, _rank(results[i], i)))
     primary = results[ranked[0]]
     others = [results[i] for i in ranked[1:]]

@@ -2,13 +2,14 @@
 
 Every model forbids unknown keys, so a typo in a policy file fails when the file loads
 (with the path of the bad key), never in the middle of an evaluation. Every indication
-and every criterion must carry a ``source`` citation, and every value set a ruleset names
-must exist in the terminology data.
+and every criterion must carry a citation (the section and the clauses it encodes, quoted
+verbatim from the source text), and every value set a ruleset names must exist in the
+terminology data.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,14 +34,29 @@ class Strict(BaseModel):
 
 
 # --- leaf checks ----------------------------------------------------------------------------
-class IggCheck(Strict):
-    """Total IgG against a threshold (mg/dL)."""
+# Every leaf may carry ``document``: what the clinician should record for the criterion to be
+# met, in the policy's words, with examples of what counts and where it is recorded. It is the
+# text of the missing-documentation item (the engine adds what it found).
+class Leaf(Strict):
+    document: str = ""
+
+
+class IggCheck(Leaf):
+    """Total IgG against a threshold (mg/dL).
+
+    ``timing: pretreatment``: only results drawn before the first immune globulin dose count.
+    ``timing: any``: for a new start every result; for a continuation a result below the
+    threshold counts whenever it was drawn (an on-treatment trough below it shows the
+    deficiency all the more), but only a pre-treatment result can contradict the criterion.
+    ``occasions``: that many results on different days, all meeting the bound ("persistent").
+    """
 
     type: Literal["igg"]
     below_mg_dl: float | None = None  # met when the IgG is below this
     at_least_mg_dl: float | None = None  # met when the IgG is at least this
     normal: bool = False  # met when not below the laboratory's reference range ("normal IgG")
     timing: Literal["pretreatment", "any"] = "pretreatment"
+    occasions: int = Field(1, ge=1)
     below_reference_range_counts: bool = False  # lab range low stands for "2 SD below age mean"
     missing: str = "igg-pretreatment"
 
@@ -52,21 +68,34 @@ class IggCheck(Strict):
         return self
 
 
-class IggRecentCheck(Strict):
+class IggRecentCheck(Leaf):
     type: Literal["igg_recent"]
     within_days: int = 365
     missing: str = "igg-trough"
 
 
-class InfectionsCheck(Strict):
+InfectionSeverity = Literal["any", "serious", "significant", "severe", "life-threatening"]
+
+
+class InfectionsCheck(Leaf):
+    """Documented bacterial infections, counted before immune globulin began.
+
+    ``severity``: ``serious`` = the invasive infections of value set
+    serious_bacterial_infection (bacteremia, meningitis, pneumonia …); ``significant`` =
+    serious, or Condition.severity moderate or worse; ``severe`` = Condition.severity
+    severe or worse, or a life-threatening infection; ``life-threatening`` =
+    Condition.severity life-threatening, or value set life_threatening_infection (sepsis,
+    septic shock, bacterial meningitis).
+    """
+
     type: Literal["infections"]
     min_count: int = 2
     within_days: int | None = None  # window ending at the reference date
-    serious_only: bool = False
+    severity: InfectionSeverity = "any"
     missing: str = "infection-history"
 
 
-class VaccineResponseCheck(Strict):
+class VaccineResponseCheck(Leaf):
     type: Literal["vaccine_response"]
     antigens: list[Literal["pneumococcal", "tetanus", "diphtheria"]] = [
         "pneumococcal",
@@ -77,16 +106,22 @@ class VaccineResponseCheck(Strict):
     # aaaai-pi: a low post-vaccination titer after a documented vaccination suffices.
     require_pre_titer: bool = True
     protective_pneumococcal_ug_ml: float = 1.3
+    # "severe polysaccharide nonresponsiveness": at most `severe_max_protective` protective
+    # serotypes of at least `severe_min_serotypes` tested after the vaccination.
+    severe: bool = False
+    severe_max_protective: int = 2
+    severe_min_serotypes: int = 6
     missing: str = "vaccine-response"
 
 
-class SubclassCheck(Strict):
+class SubclassCheck(Leaf):
     type: Literal["igg_subclass"]
     occasions: int = 2
+    infection_free_days: int = 30  # no documented infection this long before a draw
     missing: str = "igg-subclass-levels"
 
 
-class AgeCheck(Strict):
+class AgeCheck(Leaf):
     type: Literal["age"]
     min_years: int | None = None
     under_years: int | None = None  # strictly younger than
@@ -94,87 +129,146 @@ class AgeCheck(Strict):
     missing: str = "patient-age"
 
 
-class PlateletCheck(Strict):
+class PlateletCheck(Leaf):
     type: Literal["platelets"]
     below_per_ul: float
     within_days: int = 30
     missing: str = "platelet-count"
 
 
-class DocumentedCheck(Strict):
-    """Something the record shows as a coded diagnosis, finding, lab or therapy."""
+class DocumentedCheck(Leaf):
+    """Something the record shows: an active Condition (its code, its text, or the words of
+    its note), a done Procedure or final DiagnosticReport, a clinical-finding Observation, a
+    given therapy, or a lab result.
+
+    ``conclusion_all``: a report or finding counts only when its own conclusion falls in
+    every one of these value sets (e.g. a nerve biopsy whose report describes demyelination
+    *and* remyelination); a bare procedure code is not its result. Numeric labs use the
+    latest result in the window: met below ``value_below`` (the HIV-positive limit applies
+    when the record shows HIV infection, and a result between the two limits needs the HIV
+    status documented).
+    """
 
     type: Literal["documented"]
     valuesets: list[str]
     lab_result: Literal["any", "positive", "negative"] = "any"
     within_days: int | None = None
-    # numeric labs: met only below this value; the HIV-positive limit applies when the
-    # record shows HIV infection (CIDP CSF cell count: < 10, or < 50 if HIV-seropositive)
     value_below: float | None = None
     value_below_if_hiv: float | None = None
+    conclusion_all: list[str] = []
+    conditions_only: bool = False  # only Conditions count (a diagnosis qualifier)
+    therapy_active: bool = False  # a therapy counts only while it is being given
+    include_resolved: bool = False  # history: a resolved or inactive Condition counts too
     missing: str
 
 
-class PriorTherapyCheck(Strict):
-    """Standard therapy failed, was not tolerated, or is contraindicated."""
+TherapyOutcome = Literal["failed", "inadequate", "intolerant", "contraindicated"]
+
+
+class PriorTherapyCheck(Leaf):
+    """Standard therapy failed, was not tolerated, or is contraindicated.
+
+    A therapy counts when the record states one of ``outcomes`` for it (a reason, not a
+    status: data/therapy_outcomes.toml), it was actually given (a contraindication needs
+    no trial), and, for medications, by a systemic route: an ingredient that also comes in
+    local forms (value set tx_has_local_forms: hydrocortisone, triamcinolone …) needs a
+    systemic route or dose form on record. ``all_of``: each value set needs its own
+    qualifying therapy ("not controlled by anticholinesterases and diaminopyridine").
+    """
 
     type: Literal["prior_therapy"]
     valuesets: list[str]
-    accept_active: bool = False  # "despite treatment with …": an ongoing trial counts
-    # also any medication stopped with a stated reason (indications with no named therapy)
+    outcomes: list[TherapyOutcome] = ["failed", "intolerant", "contraindicated"]
+    route: Literal["systemic", "any"] = "systemic"
+    all_of: bool = False
+    # also any medication or procedure with a stated failure (appeal path of a not-covered
+    # indication, where the policy names no standard therapy)
     any_documented_failure: bool = False
     missing: str = "prior-therapy-failure"
 
 
-class SeverityCheck(Strict):
+class SeverityCheck(Leaf):
+    """The indication's Condition records the severity (Condition.severity), and, with
+    ``active``, is clinically active (not in remission) — "severe active illness"."""
+
     type: Literal["severity"]
+    at_least: Literal["moderate", "severe", "life-threatening"] = "severe"
+    active: bool = False
     missing: str
 
 
-class DiagnosisAgeCheck(Strict):
-    """Days since the indication's diagnosis (or status, e.g. transplant) was first dated."""
+class DiagnosisAgeCheck(Leaf):
+    """Days since the indication's diagnosis (or status, e.g. transplant) was first dated.
+
+    A lower bound (``min_days``: "more than three months since diagnosis") may use the onset
+    or the recorded date (a Condition is recorded on or after its onset, so the recorded
+    date can only understate the time). An upper bound (``max_days``: "first 100 days
+    post-transplant") needs the onset, or the date of a Procedure in ``dated_by``: a recent
+    recorded date says nothing about when the transplant happened.
+    """
 
     type: Literal["diagnosis_age"]
     min_days: int | None = None  # met only when more than this many days have passed
     max_days: int | None = None  # met only within this many days
+    dated_by: list[str] = []
     missing: str = "diagnosis-date"
 
 
-class ReevaluationCheck(Strict):
-    """Re-Evaluation Table: continuation beyond 18 months needs re-tested antibody response."""
+class ReevaluationCheck(Leaf):
+    """Re-Evaluation Table: continuation beyond 18 months needs the response to protein and
+    polysaccharide antigens re-tested at least four months after immune globulin was
+    discontinued (titers drawn on therapy reflect the donors' antibodies), still showing
+    the deficiency, and fewer (or less severe) infections on therapy than before."""
 
     type: Literal["reevaluation"]
     after_days: int = 548
+    off_therapy_days: int = 120
     missing: str = "vaccine-response"
 
 
-class SecondaryCausesCheck(Strict):
+class SecondaryCausesCheck(Leaf):
     type: Literal["secondary_causes"]
+    drug_recent_days: int = 365  # a non-anti-CD20 causative drug ended this recently still counts
     missing: str = "secondary-causes-excluded"
 
 
-class StartDateCheck(Strict):
+class StartDateCheck(Leaf):
     type: Literal["start_date"]
     missing: str = "ivig-start-date"
 
 
-class ClinicalResponseCheck(Strict):
+class ClinicalResponseCheck(Leaf):
     type: Literal["clinical_response"]
     missing: str = "clinical-response"
 
 
-class BodyWeightCheck(Strict):
+class BodyWeightCheck(Leaf):
     type: Literal["body_weight"]
     within_days: int = 90
     missing: str = "body-weight"
 
 
-class DoseCheck(Strict):
+class DoseCheck(Leaf):
     type: Literal["dose"]
     missing: str = "dose-justification"
 
 
-class AppealCheck(Strict):
+class CourseCheck(Leaf):
+    """The order is an acute course of at most ``max_doses`` daily doses, not maintenance."""
+
+    type: Literal["course"]
+    max_doses: int = 5
+    missing: str = "dosing-schedule"
+
+
+class DiagnosisConfirmedCheck(Leaf):
+    """The indication's Condition is not merely provisional, differential or unconfirmed."""
+
+    type: Literal["diagnosis_confirmed"]
+    missing: str = "diagnosis-confirmation"
+
+
+class AppealCheck(Leaf):
     """Not-covered indications: the path is an individual appeal the record cannot show."""
 
     type: Literal["appeal"]
@@ -209,6 +303,8 @@ Check = Annotated[
     | ClinicalResponseCheck
     | BodyWeightCheck
     | DoseCheck
+    | CourseCheck
+    | DiagnosisConfirmedCheck
     | AppealCheck
     | AnyOf
     | AllOf,
@@ -219,10 +315,28 @@ AllOf.model_rebuild()
 
 
 # --- criteria, indications, rulesets -------------------------------------------------------
+class Citation(Strict):
+    """Where a criterion comes from: the section of the source document, and the clauses it
+    encodes quoted verbatim (a test checks each against the source text). ``basis`` names a
+    source other than the policy (e.g. the CONTRACT's fixed semantics) when no clause
+    applies."""
+
+    section: str = Field(min_length=3)
+    quotes: list[str] = []
+    basis: str = ""
+
+    @model_validator(mode="after")
+    def _something(self) -> Citation:
+        if not self.quotes and not self.basis:
+            raise ValueError("a citation needs quotes or a basis")
+        return self
+
+
 class Criterion(Strict):
     id: str
     description: str
-    source: str = Field(min_length=3)
+    cite: Citation
+    note: str = ""  # how the clause is encoded, where the policy is silent
     applies_to: list[Therapy] = ["new-start", "continuation", "none"]
     check: Check
 
@@ -232,7 +346,7 @@ class DoseRange(Strict):
     range_mg_per_kg: tuple[float, float]
     # SCIG is dosed weekly; its range is given per week and checked as ×4 per 4 weeks.
     sc_range_mg_per_kg_per_week: tuple[float, float] | None = None
-    source: str = Field(min_length=3)
+    cite: Citation
 
 
 class Indication(Strict):
@@ -242,10 +356,20 @@ class Indication(Strict):
     diagnoses: list[str] = Field(min_length=1)
     also_requires: list[str] = []  # every one of these value sets must be documented too
     excludes: list[str] = []  # a diagnosis also in one of these belongs to another row
-    source: str = Field(min_length=3)
+    cite: Citation
     dose: DoseRange | None = None
     criteria: list[Criterion] = []
     note: str = ""
+    # The policy lists this row's maintenance use as experimental (myasthenia gravis): an
+    # order on a recurring schedule is evaluated as that experimental indication instead.
+    maintenance_is: str | None = None
+
+
+class Untraced(Strict):
+    """A policy clause no criterion encodes, and why (kept so the trace is complete)."""
+
+    quote: str
+    reason: str = Field(min_length=10)
 
 
 SourceType = Literal["Patient", "Observation", "Condition", "MedicationRequest", "MedicationAdministration",
@@ -263,14 +387,37 @@ class Ruleset(Strict):
     id: str
     version: str
     title: str
+    citation: str = Field(min_length=3)  # how a person cites the source ("BCBS of Montana …")
     source: str
+    seed: str  # the source text's file name in shared/seeds (tests and the policy trace)
     description: str = ""
     common_criteria: list[Criterion] = []  # added to every covered indication
     not_covered_criteria: list[Criterion] = []  # the appeal path for experimental/unlisted
     indications: list[Indication]
+    untraced: list[Untraced] = []
 
     def indication(self, indication_id: str) -> Indication | None:
         return next((i for i in self.indications if i.id == indication_id), None)
+
+    @cached_property
+    def routed(self) -> frozenset[str]:
+        """Experimental rows reached only through a covered row's ``maintenance_is``."""
+        return frozenset(i.maintenance_is for i in self.indications if i.maintenance_is)
+
+    @cached_property
+    def experimental_labels(self) -> dict[str, str]:
+        """Value set -> label of the experimental row it codes (routed rows excluded)."""
+        return {vs: i.label for i in self.indications
+                if i.coverage == "experimental" and i.id not in self.routed for vs in i.diagnoses}
+
+    def cite(self, cite: Citation) -> str:
+        """The citation as a person reads it: source, section, and the clauses quoted."""
+        text = f"{self.citation} — {cite.section}"
+        if cite.quotes:
+            text += ": " + " … ".join(f"“{q}”" for q in cite.quotes)
+        if cite.basis:
+            text += f" ({cite.basis})" if cite.quotes else f": {cite.basis}"
+        return text
 
 
 def _walk(check: Check):
@@ -307,6 +454,7 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
     codes = documentation_codes()
     problems = []
     seen_ind: set[str] = set()
+    ids = {i.id: i for i in ruleset.indications}
     for ind in ruleset.indications:
         if ind.id in seen_ind:
             problems.append(f"duplicate indication id {ind.id!r}")
@@ -314,6 +462,10 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
         for vs in [*ind.diagnoses, *ind.also_requires, *ind.excludes]:
             if vs not in terminology:
                 problems.append(f"indication {ind.id!r}: unknown value set {vs!r}")
+        if ind.maintenance_is is not None and (
+            ind.maintenance_is not in ids or ids[ind.maintenance_is].coverage != "experimental"
+        ):
+            problems.append(f"indication {ind.id!r}: maintenance_is must name an experimental indication")
     seen_crit: set[str] = set()
     for crit_id, check in _checks_of(ruleset):
         if crit_id in seen_crit:
@@ -323,7 +475,8 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
             missing = getattr(leaf, "missing", None)
             if missing is not None and missing not in codes:
                 problems.append(f"criterion {crit_id!r}: undefined documentation code {missing!r}")
-            for vs in getattr(leaf, "valuesets", []):
+            for vs in [*getattr(leaf, "valuesets", []), *getattr(leaf, "dated_by", []),
+                       *getattr(leaf, "conclusion_all", [])]:
                 if vs not in terminology:
                     problems.append(f"criterion {crit_id!r}: unknown value set {vs!r}")
     if problems:

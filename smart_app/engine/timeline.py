@@ -6,7 +6,7 @@ Pure functions over PatientFacts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from fhir_mappings.facts import IgExposure, IgOrder, Lab, PatientFacts
 
@@ -22,10 +22,37 @@ class Timeline:
     first_dose: date | None
     first_dose_ref: str | None
     exposure_refs: tuple[str, ...]  # what shows prior exposure, for the report
+    # Dated immune globulin exposure as (start, end, stop documented) periods: an
+    # administration or dispense is one day and documents no stop; a statement runs to its
+    # end date (to as-of while active), and a stopped/completed statement or one with an end
+    # date documents that therapy stopped.
+    periods: tuple[tuple[date, date, bool], ...] = ()
 
     @property
     def on_therapy_unknown_start(self) -> bool:
         return self.status == "continuation" and self.first_dose is None
+
+    def off_therapy_at(self, day: date, gap_days: int) -> bool:
+        """The record shows the patient was not on immune globulin on ``day`` and had not
+        received any for ``gap_days`` before it.
+
+        True before the first dose, and for a patient never exposed. After the first dose
+        it needs positive evidence of a pause: every dated exposure ended at least
+        ``gap_days`` before ``day``, and nothing open-ended (an active statement) covers it.
+        A continuation without a first-dose date can never be shown off therapy.
+        """
+        if self.status != "continuation":
+            return True
+        if self.first_dose is None:
+            return False
+        if day < self.first_dose:
+            return True
+        window_start = day - timedelta(days=gap_days)
+        before = [(end, stop) for start, end, stop in self.periods if start <= day]
+        if not before or any(end > window_start for end, _ in before):
+            return False
+        last_dose = max(end for end, stop in before)
+        return any(stop and end >= last_dose for end, stop in before)
 
 
 def choose_order(facts: PatientFacts) -> IgOrder | None:
@@ -74,6 +101,13 @@ def build_timeline(facts: PatientFacts, as_of: date) -> Timeline:
         status = "new-start"
     else:
         status = "none"
+    periods = []
+    for e in dated:
+        end, stop = e.date, False
+        if e.kind == "statement":
+            stop = e.end is not None or e.status in {"stopped", "completed"}
+            end = e.end or (as_of if e.status in {"active", "on-hold"} else e.date)
+        periods.append((e.date, max(end, e.date), stop))
     return Timeline(
         as_of=as_of,
         order=order,
@@ -81,6 +115,7 @@ def build_timeline(facts: PatientFacts, as_of: date) -> Timeline:
         first_dose=first.date if first else None,
         first_dose_ref=first.ref if first else None,
         exposure_refs=tuple(dict.fromkeys(evidence)),
+        periods=tuple(periods),
     )
 
 
