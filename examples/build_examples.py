@@ -930,6 +930,7 @@ def ex14_weight_stale_dose_high() -> Example:
     ex.add_condition("sinusitis", "J32.9", "Chronic sinusitis, unspecified",
                      onset="2018-06-01", clinical="inactive")
     ex.add_igg("igg-pre", "2019-11-18", 310)
+    ex.add_igg("igg-pre-2", "2019-12-16", 295)  # persistent: a second baseline below 400
     secondary_cause_workup(ex, "2019-11-18")
     ex.add_immunization("ppsv23", *PPSV23, "2019-11-25")
     ex.add_pneumo_titers("pneumo-post", "2019-12-23",

@@ -18,7 +18,7 @@ REQUIRED = [
     "igg_total", "igg_subclasses", "iga", "igm", "ige", "pneumococcal_igg", "tetanus_igg",
     "diphtheria_igg", "hib_antibody", "measles_igg", "body_weight", "body_height", "platelets",
     "hiv_test", "serum_albumin", "urine_protein", "protein_electrophoresis", "csf_cell_count",
-    "csf_vdrl", "csf_protein", "csf_igg", "anti_gad", "parvovirus_b19_lab", "cd19",
+    "csf_vdrl", "csf_protein", "csf_igg", "anti_gad", "parvovirus_b19_lab", "cd19_percent", "cd19_absolute",
     "renal_function",
     # covered indications
     "dx_primary_humoral_immunodeficiency", "dx_cll", "dx_cidp", "dx_kawasaki", "dx_mmn",

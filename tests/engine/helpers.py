@@ -37,6 +37,13 @@ VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 INTERP = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 SEVERE = {"coding": [{"system": SNOMED, "code": "24484000", "display": "Severe"}]}
+SEVERITY = {
+    "mild": {"coding": [{"system": SNOMED, "code": "255604002", "display": "Mild"}]},
+    "moderate": {"coding": [{"system": SNOMED, "code": "6736007", "display": "Moderate"}]},
+    "severe": SEVERE,
+    "life-threatening": {"coding": [{"system": SNOMED, "code": "442452003",
+                                     "display": "Life threatening severity"}]},
+}
 QUALITATIVE = {
     "negative": {"system": SNOMED, "code": "260385009", "display": "Negative"},
     "positive": {"system": SNOMED, "code": "10828004", "display": "Positive"},
@@ -99,10 +106,14 @@ def condition(
     clinical: str | None = "active",
     verification: str | None = "confirmed",
     severe: bool = False,
+    severity: str | None = None,
     onset: str | None = None,
     recorded: str | None = None,
+    note: str | None = None,
     id: str | None = None,
 ) -> dict:
+    """A Condition; ``severity`` is mild / moderate / severe / life-threatening (``severe=True``
+    is severity severe), ``note`` a Condition.note text."""
     res: dict[str, Any] = {
         "resourceType": "Condition",
         "id": _id("cond", id),
@@ -113,12 +124,14 @@ def condition(
         res["clinicalStatus"] = {"coding": [{"system": CLINICAL, "code": clinical}]}
     if verification is not None:
         res["verificationStatus"] = {"coding": [{"system": VERIFICATION, "code": verification}]}
-    if severe:
-        res["severity"] = SEVERE
+    if severe or severity:
+        res["severity"] = SEVERITY[severity or "severe"]
     if onset is not None:
         res["onsetDateTime"] = onset
     if recorded is not None:
         res["recordedDate"] = recorded
+    if note is not None:
+        res["note"] = [{"text": note}]
     return res
 
 
@@ -367,8 +380,12 @@ def ivig_statement(start: str | None = None, status: str = "active", text: str =
 
 # --- other medications, intolerances, procedures, reports ---------------------------------
 def med_statement(text: str, status: str = "stopped", reason: str | None = "ineffective",
-                  when: str | None = None, id: str | None = None) -> dict:
-    """A standard-therapy MedicationStatement (``stopped`` + statusReason = failed)."""
+                  when: str | None = None, id: str | None = None, route: str | None = None,
+                  end: str | None = None, note: str | None = None, reason_code: str | None = None) -> dict:
+    """A standard-therapy MedicationStatement (``stopped`` + statusReason = failed).
+
+    ``route``: a SNOMED route coding (oral, IV, topical …) in ``dosage``; ``reason_code``: a
+    reasonCode text (why the drug was taken)."""
     res: dict[str, Any] = {
         "resourceType": "MedicationStatement",
         "id": _id("med-stmt", id),
@@ -377,14 +394,32 @@ def med_statement(text: str, status: str = "stopped", reason: str | None = "inef
         "subject": {"reference": "Patient/p1"},
         "effectivePeriod": {"start": when or ago(400)},
     }
+    if end is not None:
+        res["effectivePeriod"]["end"] = end
     if reason is not None:
         res["statusReason"] = [{"text": reason}]
+    if route is not None:
+        res["dosage"] = [{"route": {"coding": [ROUTE_CODES[route]]}}]
+    if note is not None:
+        res["note"] = [{"text": note}]
+    if reason_code is not None:
+        res["reasonCode"] = [{"text": reason_code}]
     return res
 
 
+ROUTE_CODES = {
+    "oral": {"system": SNOMED, "code": "26643006", "display": "Oral route"},
+    "IV": {"system": SNOMED, "code": "47625008", "display": "Intravenous route"},
+    "topical": {"system": SNOMED, "code": "6064005", "display": "Topical route"},
+    "inhaled": {"system": SNOMED, "code": "447694001", "display": "Respiratory tract route"},
+    "ophthalmic": {"system": SNOMED, "code": "54485002", "display": "Ophthalmic route"},
+}
+
+
 def med_request(text: str, status: str = "active", when: str | None = None,
-                id: str | None = None) -> dict:
-    return {
+                id: str | None = None, reason: str | None = None, route: str | None = None) -> dict:
+    """A MedicationRequest for a standard therapy; ``reason`` is its statusReason text."""
+    res: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": _id("med-req", id),
         "status": status,
@@ -393,13 +428,39 @@ def med_request(text: str, status: str = "active", when: str | None = None,
         "subject": {"reference": "Patient/p1"},
         "authoredOn": when or ago(100),
     }
+    if reason is not None:
+        res["statusReason"] = {"text": reason}
+    if route is not None:
+        res["dosageInstruction"] = [{"route": {"coding": [ROUTE_CODES[route]]}}]
+    return res
 
 
-def intolerance(text: str, note: str = "intolerance", id: str | None = None) -> dict:
-    return {
+def finding(text: str, when: str | None = None, value: Any = True, code: str | None = None,
+            id: str | None = None) -> dict:
+    """A clinical-finding Observation (exam finding) named by ``text`` (or a SNOMED ``code``)."""
+    res: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": _id("finding", id),
+        "status": "final",
+        "code": cc(code, SNOMED, text, text) if code else {"text": text},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": when or ago(5),
+    }
+    if isinstance(value, bool):
+        res["valueBoolean"] = value
+    elif isinstance(value, str):
+        res["valueString"] = value
+    return res
+
+
+def intolerance(text: str, note: str = "intolerance", id: str | None = None,
+                type: str = "intolerance", clinical: str | None = None) -> dict:
+    """An AllergyIntolerance for a drug: ``type`` intolerance (not tolerated) or allergy
+    (contraindicated); ``clinical`` an optional clinicalStatus code."""
+    res = {
         "resourceType": "AllergyIntolerance",
         "id": _id("allergy", id),
-        "type": "intolerance",
+        "type": type,
         "verificationStatus": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
             "code": "confirmed"}]},
@@ -408,11 +469,18 @@ def intolerance(text: str, note: str = "intolerance", id: str | None = None) -> 
         "recordedDate": ago(300),
         "note": [{"text": note}],
     }
+    if clinical is not None:
+        res["clinicalStatus"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": clinical}]}
+    return res
 
 
 def procedure(cpt: str | None, text: str, when: str | None = None, status: str = "completed",
-              id: str | None = None) -> dict:
-    return {
+              id: str | None = None, outcome: str | None = None, status_reason: str | None = None,
+              note: str | None = None) -> dict:
+    """A Procedure; ``outcome`` is Procedure.outcome text ("Unsuccessful …"), ``status_reason``
+    its statusReason text (e.g. why a not-done procedure was not done)."""
+    res: dict[str, Any] = {
         "resourceType": "Procedure",
         "id": _id("proc", id),
         "status": status,
@@ -420,6 +488,13 @@ def procedure(cpt: str | None, text: str, when: str | None = None, status: str =
         "subject": {"reference": "Patient/p1"},
         "performedDateTime": when or ago(60),
     }
+    if outcome is not None:
+        res["outcome"] = {"text": outcome}
+    if status_reason is not None:
+        res["statusReason"] = {"text": status_reason}
+    if note is not None:
+        res["note"] = [{"text": note}]
+    return res
 
 
 def diagnostic_report(code: str | None, text: str, conclusion: str = "", *, system: str = CPT,

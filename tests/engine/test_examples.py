@@ -53,10 +53,10 @@ EXPECTED = [
     ("05-cll-comparator.json", AA, "not-covered", LETTER, UNL, "unlisted"),
     ("06-itp-acute-course.json", BC, "criteria-met", set(), "itp", "labeled"),
     ("06-itp-acute-course.json", AA, "not-covered", LETTER, UNL, "unlisted"),
-    # README lists only csf-analysis and nerve-biopsy; the policy's mandatory clinical
-    # criteria (Description I, areflexia) are not documented either -> clinical-findings.
+    # The mandatory clinical criteria (Description I: progressive dysfunction over two
+    # months, areflexia) are in the CIDP Condition's note, which the engine reads.
     ("07-cidp-missing-diagnostics.json", BC, "documentation-missing",
-     {"clinical-findings", "csf-analysis", "nerve-biopsy"}, "cidp", "labeled"),
+     {"csf-analysis", "nerve-biopsy"}, "cidp", "labeled"),
     ("07-cidp-missing-diagnostics.json", AA, "not-covered", LETTER, UNL, "unlisted"),
     ("08-mg-off-label-prior-therapy.json", BC, "criteria-met", set(), "myasthenia-gravis", "off-label"),
     ("08-mg-off-label-prior-therapy.json", AA, "not-covered", {"letter-of-medical-necessity"}, UNL, "unlisted"),
