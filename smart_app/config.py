@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .engine.model import RulesetError, get_ruleset
+from .payers import PayerMapError, load_payer_map
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class Config:
     # Set by ``ivig-check demo``: the open FHIR server and the example patients it holds.
     demo_iss: str | None = None
     demo_patients: tuple[DemoPatient, ...] = ()
+    # Payer -> ruleset map (None: the shipped smart_app/data/payers.toml).
+    payer_map: str | None = None
 
     @property
     def redirect_uri(self) -> str:
@@ -183,6 +186,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
             if number < 0 or (number == 0 and attr != "report_cache_seconds"):
                 raise ConfigError(f"{name}: must be positive")
             kw[attr] = number
+    if payer_map := get("IVIG_PAYER_MAP"):
+        kw["payer_map"] = payer_map
     if as_of := get("IVIG_AS_OF"):
         try:
             kw["as_of"] = date.fromisoformat(as_of)
@@ -192,6 +197,10 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
     config = Config(**kw)  # type: ignore[arg-type]
     if config.client_secret and config.private_key_file:
         raise ConfigError("set IVIG_CLIENT_SECRET or IVIG_PRIVATE_KEY_FILE, not both")
+    try:
+        load_payer_map(config.payer_map)  # a bad payer map fails at start-up, not mid-launch
+    except PayerMapError as exc:
+        raise ConfigError(f"IVIG_PAYER_MAP: {exc}") from None
     if config.private_key_file and not config.key_id:
         raise ConfigError("IVIG_PRIVATE_KEY_FILE needs IVIG_KEY_ID (the kid published in the JWKS)")
     if not config.allowed_issuers and not config.demo_iss:
