@@ -72,6 +72,37 @@ class DemoPatient:
 
 
 @dataclass(frozen=True)
+class CdsClient:
+    """A CDS client (EHR) allowed to call the CDS Hooks service: the ``iss`` of its JWTs and
+    the URL of the JWK Set holding its public keys (IVIG_CDS_CLIENTS)."""
+
+    iss: str
+    jwks_url: str
+
+
+def parse_cds_clients(value: str) -> tuple[CdsClient, ...]:
+    """``ISS|JWKS_URL`` pairs, comma-separated (``|`` cannot appear unescaped in a URL).
+
+    The JWKS URL must be https, except on loopback (tests, the demo)."""
+    clients: dict[str, CdsClient] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        iss, sep, jwks_url = (part.strip() for part in item.partition("|"))
+        if not sep or not iss or not jwks_url:
+            raise ConfigError(f"IVIG_CDS_CLIENTS: expected ISS|JWKS_URL, got {item.strip()!r}")
+        parts = urlsplit(jwks_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"IVIG_CDS_CLIENTS: not an http(s) JWKS URL: {jwks_url!r}")
+        if parts.scheme != "https" and not is_loopback(jwks_url):
+            raise ConfigError(f"IVIG_CDS_CLIENTS: the JWKS URL of {iss} must be https")
+        if iss in clients:
+            raise ConfigError(f"IVIG_CDS_CLIENTS: {iss} is listed twice")
+        clients[iss] = CdsClient(iss, jwks_url)
+    return tuple(clients.values())
+
+
+@dataclass(frozen=True)
 class Config:
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     allowed_issuers: tuple[str, ...] = ()
@@ -94,6 +125,8 @@ class Config:
     demo_patients: tuple[DemoPatient, ...] = ()
     # Payer -> ruleset map (None: the shipped smart_app/data/payers.toml).
     payer_map: str | None = None
+    # CDS Hooks: the clients whose signed JWTs the service accepts.
+    cds_clients: tuple[CdsClient, ...] = ()
 
     @property
     def redirect_uri(self) -> str:
@@ -116,6 +149,9 @@ class Config:
             if origin not in origins:
                 origins.append(origin)
         return " ".join(origins)
+
+    def cds_client(self, iss: str) -> CdsClient | None:
+        return next((c for c in self.cds_clients if c.iss == iss), None)
 
     def issuer_allowed(self, iss: str) -> bool:
         try:
@@ -188,6 +224,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
             kw[attr] = number
     if payer_map := get("IVIG_PAYER_MAP"):
         kw["payer_map"] = payer_map
+    if clients := get("IVIG_CDS_CLIENTS"):
+        kw["cds_clients"] = parse_cds_clients(clients)
     if as_of := get("IVIG_AS_OF"):
         try:
             kw["as_of"] = date.fromisoformat(as_of)

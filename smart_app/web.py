@@ -113,6 +113,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["SECRET_KEY"] = config.secret_key
     app.extensions["ivig"] = Runtime(config)
     app.register_blueprint(bp)
+    from .cds_hooks import register_cds_hooks  # CDS Hooks service (+ the demo's CDS client)
+    register_cds_hooks(app)
     app.before_request(_start_timer)
     app.after_request(_security_headers)
     app.after_request(_access_log)
