@@ -464,7 +464,7 @@ def fetch_missing(req: HookRequest, got: Gathered, client: FhirClient) -> set[st
         raise CdsError(412, "The token does not allow reading the Patient, and the prefetch has none.")
 
     def run(key: str) -> tuple[str, Any]:
-        path = PREFETCH[key].replace(PATIENT_TOKEN, pid)
+        path = PREFETCH[key].replace(PATIENT_TOKEN, pid) + "&_count=200"  # fewer pages; all are followed
         if key == "patient":
             return key, client.read("Patient", req.patient_id)
         try:

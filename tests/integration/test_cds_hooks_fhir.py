@@ -66,7 +66,7 @@ def test_without_prefetch_the_service_reads_the_fhir_server_with_the_hooks_token
         report["determination"], report["ruleset"]["id"], "coverage")
     fetched = smart_stub.fhir_requests[before:]
     assert ("GET", f"Patient/{patient}") in fetched
-    assert ("GET", f"Coverage?patient={patient}&_include=Coverage:payor") in fetched
+    assert ("GET", f"Coverage?patient={patient}&_include=Coverage:payor&_count=200") in fetched
     assert not smart_stub.rejected_requests  # every request carried the hook's valid token
 
 

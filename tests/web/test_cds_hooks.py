@@ -3,6 +3,7 @@ allow-listed fhirServer, and the card, each shape checked field by field against
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date
 from pathlib import Path
@@ -406,3 +407,27 @@ def test_markdown_blocks_keep_text_as_text():
         {"type": "p", "parts": [{"bold": True, "text": "Missing (1):"}]},
         {"type": "list", "items": [[{"bold": True, "text": "IgG"}, {"bold": False, "text": ": x * y"}]]},
     ]
+
+
+@pytest.mark.parametrize("value,problem", [
+    ("https://ehr.example.org", "expected ISS|JWKS_URL"),
+    ("https://ehr.example.org|http://ehr.example.org/jwks.json", "must be https"),
+    ("https://ehr.example.org|ftp://x/jwks", "not an http(s) JWKS URL"),
+    ("a|https://a.example.org/j, a|https://b.example.org/j", "listed twice"),
+])
+def test_cds_clients_configuration_is_checked_at_start_up(value, problem):
+    from smart_app.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config({"IVIG_CDS_CLIENTS": value})
+
+
+def test_cds_clients_configuration_reads_pairs():
+    from smart_app.config import CdsClient, load_config
+
+    config = load_config({"IVIG_CDS_CLIENTS": "https://a.example.org|https://a.example.org/jwks.json, "
+                                              "http://127.0.0.1:9000|http://127.0.0.1:9000/jwks"})
+    assert config.cds_clients == (CdsClient("https://a.example.org", "https://a.example.org/jwks.json"),
+                                  CdsClient("http://127.0.0.1:9000", "http://127.0.0.1:9000/jwks"))
+    assert config.cds_client("https://a.example.org").jwks_url.endswith("/jwks.json")
+    assert config.cds_client("https://b.example.org") is None
