@@ -1052,11 +1052,51 @@ EXAMPLES = [
 ]
 
 
+# --------------------------------------------------------------------------
+# Coverage: who pays, which chooses the ruleset (smart_app/data/payers.toml)
+# --------------------------------------------------------------------------
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+PAYER_ID_SYSTEM = "http://example.org/fhir/sid/payer-id"
+
+
+def add_bcbsmt_coverage(ex: Example) -> None:
+    """Every example is insured by BCBS of Montana (plan year 2025), so a Bundle evaluated
+    without --ruleset is judged by bcbsmt-ig-2013 through the payer map; the aaaai-pi
+    outcomes in README stay reachable with --ruleset aaaai-pi. Added last, after the
+    clinical resources, so nothing else in the example changes."""
+    payer = ex.add({
+        "resourceType": "Organization",
+        "id": ex.rid("payer"),
+        "identifier": [{"system": PAYER_ID_SYSTEM, "value": "bcbsmt-example"}],
+        "active": True,
+        "type": [concept(("http://terminology.hl7.org/CodeSystem/organization-type", "ins",
+                          "Insurance Company"))],
+        "name": "Blue Cross and Blue Shield of Montana",
+    })
+    ex.add({
+        "resourceType": "Coverage",
+        "id": ex.rid("coverage"),
+        "status": "active",
+        "type": concept(("http://terminology.hl7.org/CodeSystem/v3-ActCode", "HIP",
+                         "health insurance plan policy")),
+        "subscriberId": f"SYN{ex.number:06d}",
+        "beneficiary": ex.subject(),
+        "relationship": concept(("http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                                 "self", "Self")),
+        "period": {"start": "2025-01-01", "end": "2025-12-31"},
+        "payor": [ref(payer)],
+        "class": [{"type": concept((COVERAGE_CLASS, "plan", "Plan")), "value": "SYN-PPO",
+                   "name": "Synthetic PPO plan"}],
+        "order": 1,
+    })
+
+
 def build_all() -> dict[str, dict]:
     """Return {file name: Bundle} for every example."""
     out = {}
     for make in EXAMPLES:
         ex = make()
+        add_bcbsmt_coverage(ex)
         out[f"{ex.name}.json"] = ex.bundle()
     return out
 

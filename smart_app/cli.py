@@ -20,6 +20,7 @@ from fhir_mappings.terminology import TerminologyError
 
 from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirClient, FhirError
+from .payers import PayerMapError, load_payer_map
 from .report import evaluate_record, render_text
 from .task import DEFAULT_BASE_URL, build_task, task_identifier
 
@@ -59,8 +60,12 @@ def _read_input(path: str) -> tuple[str | bytes, str]:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     as_of = _as_of(args.as_of)
-    ruleset_id = args.ruleset or os.environ.get("IVIG_RULESET") or DEFAULT_RULESET
-    get_ruleset(ruleset_id)  # unknown ruleset: usage error before any I/O
+    # --ruleset decides; without it the Bundle's primary Coverage chooses through the payer
+    # map (IVIG_PAYER_MAP, else the shipped one), and $IVIG_RULESET is only the fallback.
+    default_ruleset = os.environ.get("IVIG_RULESET") or DEFAULT_RULESET
+    for ruleset_id in filter(None, (args.ruleset, default_ruleset)):
+        get_ruleset(ruleset_id)  # unknown ruleset: usage error before any I/O
+    payer_map = load_payer_map(os.environ.get("IVIG_PAYER_MAP") or None)
     base_url = os.environ.get("IVIG_PUBLIC_BASE_URL", DEFAULT_BASE_URL)
     client = None
     if args.fhir_base:
@@ -77,7 +82,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UsageError("--write-task needs --fhir-base")
         text, what = _read_input(args.bundle)
         record = load_record(text, what)
-    report = evaluate_record(record, ruleset_id, as_of)
+    report = evaluate_record(record, args.ruleset, as_of, default_ruleset=default_ruleset,
+                             payer_map=payer_map)
     task = build_task(report, base_url)
     if args.task_out:
         Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
@@ -152,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ev = sub.add_parser("evaluate", help="evaluate a patient Bundle or a patient on a FHIR server")
     ev.add_argument("bundle", nargs="?", help="FHIR R4 Bundle JSON file, or - for standard input")
-    ev.add_argument("--ruleset", help=f"ruleset id (default: $IVIG_RULESET or {DEFAULT_RULESET})")
+    ev.add_argument("--ruleset", help="ruleset id (default: the one the patient's Coverage maps to "
+                                      f"in the payer map, else $IVIG_RULESET or {DEFAULT_RULESET})")
     ev.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today)")
     ev.add_argument("--format", choices=["json", "text"], default="text")
     ev.add_argument("--task-out", metavar="FILE", help="write the Task that would be written back")
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"ivig-check: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (BundleError, RulesetError, TerminologyError) as exc:
+    except (BundleError, RulesetError, TerminologyError, PayerMapError) as exc:
         print(f"ivig-check: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FhirError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .engine.model import RulesetError, get_ruleset
+from .payers import PayerMapError, load_payer_map
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,37 @@ class DemoPatient:
 
 
 @dataclass(frozen=True)
+class CdsClient:
+    """A CDS client (EHR) allowed to call the CDS Hooks service: the ``iss`` of its JWTs and
+    the URL of the JWK Set holding its public keys (IVIG_CDS_CLIENTS)."""
+
+    iss: str
+    jwks_url: str
+
+
+def parse_cds_clients(value: str) -> tuple[CdsClient, ...]:
+    """``ISS|JWKS_URL`` pairs, comma-separated (``|`` cannot appear unescaped in a URL).
+
+    The JWKS URL must be https, except on loopback (tests, the demo)."""
+    clients: dict[str, CdsClient] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        iss, sep, jwks_url = (part.strip() for part in item.partition("|"))
+        if not sep or not iss or not jwks_url:
+            raise ConfigError(f"IVIG_CDS_CLIENTS: expected ISS|JWKS_URL, got {item.strip()!r}")
+        parts = urlsplit(jwks_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"IVIG_CDS_CLIENTS: not an http(s) JWKS URL: {jwks_url!r}")
+        if parts.scheme != "https" and not is_loopback(jwks_url):
+            raise ConfigError(f"IVIG_CDS_CLIENTS: the JWKS URL of {iss} must be https")
+        if iss in clients:
+            raise ConfigError(f"IVIG_CDS_CLIENTS: {iss} is listed twice")
+        clients[iss] = CdsClient(iss, jwks_url)
+    return tuple(clients.values())
+
+
+@dataclass(frozen=True)
 class Config:
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     allowed_issuers: tuple[str, ...] = ()
@@ -91,6 +123,10 @@ class Config:
     # Set by ``ivig-check demo``: the open FHIR server and the example patients it holds.
     demo_iss: str | None = None
     demo_patients: tuple[DemoPatient, ...] = ()
+    # Payer -> ruleset map (None: the shipped smart_app/data/payers.toml).
+    payer_map: str | None = None
+    # CDS Hooks: the clients whose signed JWTs the service accepts.
+    cds_clients: tuple[CdsClient, ...] = ()
 
     @property
     def redirect_uri(self) -> str:
@@ -113,6 +149,9 @@ class Config:
             if origin not in origins:
                 origins.append(origin)
         return " ".join(origins)
+
+    def cds_client(self, iss: str) -> CdsClient | None:
+        return next((c for c in self.cds_clients if c.iss == iss), None)
 
     def issuer_allowed(self, iss: str) -> bool:
         try:
@@ -183,6 +222,10 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
             if number < 0 or (number == 0 and attr != "report_cache_seconds"):
                 raise ConfigError(f"{name}: must be positive")
             kw[attr] = number
+    if payer_map := get("IVIG_PAYER_MAP"):
+        kw["payer_map"] = payer_map
+    if clients := get("IVIG_CDS_CLIENTS"):
+        kw["cds_clients"] = parse_cds_clients(clients)
     if as_of := get("IVIG_AS_OF"):
         try:
             kw["as_of"] = date.fromisoformat(as_of)
@@ -192,6 +235,10 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
     config = Config(**kw)  # type: ignore[arg-type]
     if config.client_secret and config.private_key_file:
         raise ConfigError("set IVIG_CLIENT_SECRET or IVIG_PRIVATE_KEY_FILE, not both")
+    try:
+        load_payer_map(config.payer_map)  # a bad payer map fails at start-up, not mid-launch
+    except PayerMapError as exc:
+        raise ConfigError(f"IVIG_PAYER_MAP: {exc}") from None
     if config.private_key_file and not config.key_id:
         raise ConfigError("IVIG_PRIVATE_KEY_FILE needs IVIG_KEY_ID (the kid published in the JWKS)")
     if not config.allowed_issuers and not config.demo_iss:

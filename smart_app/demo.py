@@ -20,6 +20,7 @@ from pathlib import Path
 from fhir_mappings import load_record
 
 from .config import Config, DemoPatient, load_config
+from .demo_cds import demo_cds_client
 from .report import evaluate_record
 from .serve import PortInUse, check_port
 
@@ -33,19 +34,20 @@ class DemoError(RuntimeError):
 
 
 def demo_patients(examples: Path, default_ruleset: str) -> list[DemoPatient]:
-    """One entry per example (and one per extra ruleset), labelled with the file name and
-    the determination the app computes for it, so the visitor knows what to expect."""
+    """One entry per example (the ruleset its Coverage chooses), and one per extra ruleset,
+    labelled with the file name and the determination the app computes for it, so the
+    visitor knows what to expect."""
     out = []
     for path in sorted(examples.glob("*.json")):
         record = load_record(path.read_bytes(), path.name)
         pid = record.patient["id"]
         title = path.stem.split("-", 1)[1].replace("-", " ") if "-" in path.stem else path.stem
-        for ruleset in (default_ruleset, ALSO_UNDER.get(pid)):
-            if ruleset is None:
-                continue
-            determination = evaluate_record(record, ruleset, EXAMPLES_AS_OF)["determination"]
-            out.append(DemoPatient(id=pid, label=f"{path.stem[:2]} · {title} ({ruleset})",
-                                   ruleset=ruleset, determination=determination))
+        for ruleset in (None, *filter(None, [ALSO_UNDER.get(pid)])):  # None: chosen from Coverage
+            report = evaluate_record(record, ruleset, EXAMPLES_AS_OF, default_ruleset=default_ruleset)
+            shown = ruleset or report["ruleset"]["id"]
+            how = "" if ruleset else ", from Coverage" if report["payer"]["chosen_by"] == "coverage" else ", default"
+            out.append(DemoPatient(id=pid, label=f"{path.stem[:2]} · {title} ({shown}{how})",
+                                   ruleset=ruleset, determination=report["determination"]))
     return out
 
 
@@ -76,6 +78,8 @@ def run_demo(port: int, examples: Path) -> None:
             public_base_url=base, allowed_issuers=(fhir_base,), demo_iss=fhir_base,
             demo_patients=tuple(demo_patients(examples, os.environ.get("IVIG_RULESET") or "bcbsmt-ig-2013")),
             as_of=EXAMPLES_AS_OF,
+            # The demo's own CDS client (demo_cds.py) is the only client its CDS service trusts.
+            cds_clients=(demo_cds_client(base),),
         )
         print(f"ivig-check demo: FHIR server (sekmet-fhir, in memory) at {fhir_base}", file=sys.stderr)
         print(f"ivig-check demo: {len(config.demo_patients)} example patients loaded; "

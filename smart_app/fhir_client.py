@@ -41,8 +41,14 @@ PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
     ("Procedure", "patient={pid}&_count=200"),
     ("DiagnosticReport", "patient={pid}&_count=200"),
     ("AllergyIntolerance", "patient={pid}&_count=200"),
+    # Who pays, to choose the payer's ruleset (smart_app/payers.py); payor Organizations included.
+    ("Coverage", "patient={pid}&_include=Coverage:payor&_count=50"),
 )
+# Searches the criteria do not read: a server that cannot answer one (400/404 …) costs a
+# warning, never the report.
+OPTIONAL_SEARCHES = {"Coverage"}
 MAX_PAGES = 50
+MAX_PAYOR_READS = 4  # payor Organizations read one by one when a server ignores _include
 
 
 class FhirError(Exception):
@@ -206,6 +212,8 @@ class FhirClient:
         wanted = [(t, q) for t, q in searches if readable is None or t in readable]
         not_accessible = {t for t, _ in searches if readable is not None and t not in readable}
 
+        warnings: list[str] = []
+
         def run(item: tuple[str, str]) -> tuple[str, list[dict[str, Any]] | None]:
             rtype, query = item
             try:
@@ -215,6 +223,9 @@ class FhirClient:
                     return rtype, None
                 if exc.status == 403:
                     return rtype, None
+                if rtype in OPTIONAL_SEARCHES and not isinstance(exc, FhirAuthError):
+                    warnings.append(f"The FHIR server did not answer the {rtype} search ({exc})")
+                    return rtype, []
                 raise
 
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(wanted) + 1)) as pool:
@@ -232,7 +243,37 @@ class FhirClient:
                 if key not in seen:
                     seen.add(key)
                     resources.append(res)
-        return PatientRecord(patient=patient, resources=resources, not_accessible=not_accessible)
+        resources += self.payors_not_included(resources, seen)
+        return PatientRecord(patient=patient, resources=resources, not_accessible=not_accessible,
+                             warnings=warnings)
+
+    def payors_not_included(self, resources: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+        """The payor Organizations of active Coverages that the search did not include
+        (a server that ignores ``_include``): read concurrently, best effort. Without
+        them the payer is known only by the reference's display or identifier."""
+        wanted: list[str] = []
+        for cov in resources:
+            if cov.get("resourceType") != "Coverage" or cov.get("status") != "active":
+                continue
+            for payor in cov.get("payor") or []:
+                ref = payor.get("reference") if isinstance(payor, dict) else None
+                if isinstance(ref, str) and ref.startswith(self.base_url):  # this server, absolute
+                    ref = ref[len(self.base_url):]
+                m = re.fullmatch(r"Organization/([A-Za-z0-9\-.]{1,64})", ref or "")
+                if m and f"Organization/{m.group(1)}" not in seen and m.group(1) not in wanted:
+                    wanted.append(m.group(1))
+        if not wanted:
+            return []
+
+        def read(oid: str) -> dict[str, Any] | None:
+            try:
+                return self.read("Organization", oid)
+            except FhirError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=MAX_PAYOR_READS) as pool:
+            found = list(pool.map(read, wanted[:MAX_PAYOR_READS]))
+        return [org for org in found if org is not None]
 
     # --- Task write-back --------------------------------------------------------------------
     def upsert_task(self, task: dict[str, Any], build: Callable[[dict[str, Any] | None], dict[str, Any] | None]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
-from fhir_mappings import PatientRecord, extract_facts
+from fhir_mappings import PatientFacts, PatientRecord, extract_facts
 from fhir_mappings.dates import years_between
 
 from .engine.checks import Result
 from .engine.evaluate import Evaluation, IndicationResult, evaluate
 from .engine.model import documentation_codes, get_ruleset
+from .engine.timeline import ORDER_STATUSES, choose_order
+from .payers import PayerMap, choose_ruleset, load_payer_map
 
 REPORT_VERSION = "1"
 
@@ -173,6 +176,8 @@ def render_text(report: dict[str, Any]) -> str:
     lines = []
     rs = report["ruleset"]
     lines.append(f"IVIG coverage check — {rs['id']} (version {rs['version']}), as of {report['as_of']}")
+    if report.get("payer"):
+        lines.append(f"Policy choice: {report['payer']['detail']}")
     ind = report["indication"]
     if ind:
         lines.append(f"Indication: {ind['label']} [{ind['coverage']}] ({', '.join(ind['evidence']) or 'named by the order'})")
@@ -218,6 +223,55 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_record(record: PatientRecord, ruleset_id: str, as_of: date) -> dict[str, Any]:
-    """Record -> report dict: the whole pure pipeline (facts, criteria, report)."""
-    return build_report(evaluate(extract_facts(record), get_ruleset(ruleset_id), as_of))
+DEFAULT_RULESET = "bcbsmt-ig-2013"  # CONTRACT §1
+PAYER_TYPES = {"Coverage", "Organization"}  # read to choose the ruleset, never criteria data
+
+
+def focus_order(facts: PatientFacts, order_ref: str) -> PatientFacts:
+    """Make ``order_ref`` the order evaluated (the draft being signed, CDS Hooks).
+
+    Other open IVIG requests are read as what they are next to a new order: history. An
+    active or on-hold one becomes ``completed`` (both count as prior exposure, CONTRACT §4,
+    so the therapy status does not change); another draft is dropped (a draft is not
+    exposure, and only one order is evaluated). Facts are copied, never changed in place.
+    """
+    if not any(o.ref == order_ref for o in facts.ig_orders):
+        return facts
+    orders = []
+    for o in facts.ig_orders:
+        if o.ref == order_ref or o.status not in ORDER_STATUSES:
+            orders.append(o)
+        elif o.status != "draft":
+            orders.append(dataclasses.replace(o, status="completed"))
+    return dataclasses.replace(facts, ig_orders=orders)
+
+
+def evaluate_record(record: PatientRecord, ruleset_id: str | None, as_of: date, *,
+                    default_ruleset: str = DEFAULT_RULESET, payer_map: PayerMap | None = None,
+                    order_ref: str | None = None) -> dict[str, Any]:
+    """Record -> report dict: the whole pure pipeline (payer, facts, criteria, report).
+
+    ``ruleset_id`` None: the primary Coverage's payer chooses the ruleset through
+    ``payer_map`` (default: the shipped map), else ``default_ruleset``. The report's
+    ``payer`` says which and why. ``order_ref``: evaluate that IVIG order (see focus_order).
+    """
+    coverage_readable = "Coverage" not in record.not_accessible
+    if record.not_accessible & PAYER_TYPES:  # payer data is not criteria data: not "provisional"
+        record = dataclasses.replace(record, not_accessible=record.not_accessible - PAYER_TYPES)
+    facts = extract_facts(record)
+    if order_ref:
+        facts = focus_order(facts, order_ref)
+    order = choose_order(facts)
+    day = order.authored if order is not None and order.authored is not None else as_of
+    choice = choose_ruleset([record.patient, *record.resources], payer_map or load_payer_map(), day,
+                            requested=ruleset_id, default=default_ruleset,
+                            coverage_readable=coverage_readable, full_urls=record.full_urls)
+    report = build_report(evaluate(facts, get_ruleset(choice.ruleset), as_of))
+    report["warnings"].extend(w for w in choice.warnings if w not in report["warnings"])
+    # "payer" right after "ruleset", where a reader looks for it.
+    ordered: dict[str, Any] = {}
+    for key, value in report.items():
+        ordered[key] = value
+        if key == "ruleset":
+            ordered["payer"] = choice.to_json()
+    return ordered

@@ -46,6 +46,8 @@ class SessionStore:
                           "(state TEXT PRIMARY KEY, sid TEXT NOT NULL, data BLOB NOT NULL, expires REAL NOT NULL)")
             setup.execute("CREATE TABLE IF NOT EXISTS locks "
                           "(key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)")
+            setup.execute("CREATE TABLE IF NOT EXISTS once "
+                          "(key TEXT PRIMARY KEY, expires REAL NOT NULL)")
         finally:
             setup.close()
         try:
@@ -128,6 +130,21 @@ class SessionStore:
             yield
         finally:
             db.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
+
+    # --- use-once keys (replay protection) --------------------------------------------------
+    def claim_once(self, key: str, ttl: float) -> bool:
+        """True the first time ``key`` is claimed (by any thread or worker) within ``ttl``
+        seconds, False on every later claim. Used for the ``jti`` of CDS Hooks client JWTs:
+        a token works once. Only a digest of the key is stored."""
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        now = time.time()
+        db = self._db()
+        db.execute("DELETE FROM once WHERE expires < ?", (now,))
+        try:
+            db.execute("INSERT INTO once (key, expires) VALUES (?, ?)", (digest, now + max(ttl, 1.0)))
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     # --- single-use authorisation state -------------------------------------------------
     def put_state(self, state: str, sid: str, data: dict[str, Any]) -> None:

@@ -27,8 +27,9 @@ from werkzeug.exceptions import HTTPException
 
 
 from .config import Config, load_config
-from .engine.model import RulesetError, get_ruleset
+from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirAuthError, FhirClient, FhirError, FhirUnreachable
+from .payers import load_payer_map
 from .report import evaluate_record
 from .sessions import SessionStore
 from .smart import (READ_TYPES, ClientCredentials, SmartError, authorization_request,
@@ -112,6 +113,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["SECRET_KEY"] = config.secret_key
     app.extensions["ivig"] = Runtime(config)
     app.register_blueprint(bp)
+    from .cds_hooks import register_cds_hooks  # CDS Hooks service (+ the demo's CDS client)
+    register_cds_hooks(app)
     app.before_request(_start_timer)
     app.after_request(_security_headers)
     app.after_request(_access_log)
@@ -329,7 +332,9 @@ def _evaluate(sid: str, data: dict[str, Any], *, fresh: bool = False
                        "Try again in a moment.") from None
     except FhirError as exc:
         raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
-    report = evaluate_record(record, data["ruleset"], _as_of())
+    # data["ruleset"] None: the patient's Coverage chooses (payer map), else IVIG_RULESET.
+    report = evaluate_record(record, data.get("ruleset"), _as_of(), default_ruleset=cfg().ruleset,
+                             payer_map=load_payer_map(cfg().payer_map))
     banner = patient_banner(record.patient)
     data["fetched_at"] = _now()
     if ttl > 0:
@@ -388,9 +393,10 @@ def launch():
         log.warning("launch refused: issuer not on the allow-list")
         raise AppError(403, "This FHIR server is not on the app's list of allowed servers.",
                        "An administrator can add it to IVIG_ALLOWED_ISSUERS.")
-    ruleset = (request.args.get("ruleset") or config.ruleset).strip()
+    ruleset = (request.args.get("ruleset") or "").strip() or None  # None: chosen by Coverage
     try:
-        get_ruleset(ruleset)
+        if ruleset:
+            get_ruleset(ruleset)
     except RulesetError as exc:
         raise AppError(400, str(exc)) from None
     iss = iss.rstrip("/")
@@ -462,6 +468,14 @@ def callback():
 @bp.get("/report")
 def report_page():
     sid, data = _launched()
+    if "ruleset" in request.args:  # the clinician switches policy (GET form); "" = the payer's
+        chosen = request.args["ruleset"].strip() or None
+        if chosen is not None and chosen not in available_rulesets():
+            raise AppError(400, "That ruleset is not available.", "Choose one from the list on the report.")
+        data["ruleset"] = chosen
+        data.pop("cache", None)
+        rt().store.save(sid, data)
+        return redirect(url_for("web.report_page"), code=303)
     report, banner, _ = _evaluate(sid, data, fresh=request.args.get("refresh") == "1")
     flash = data.pop("flash", None)
     if flash is not None:
@@ -473,6 +487,8 @@ def report_page():
         can_write_task=_can_write(data), task_result=(flash or {}).get("task_result"),
         error=(flash or {}).get("error"), fhir_base=data["iss"],
         launched_at=data.get("fetched_at") or data["launched_at"],
+        rulesets=[(r.id, r.title) for r in available_rulesets().values()],
+        ruleset_requested=data.get("ruleset"),
         # The stylesheet link only; the EHR's style document is fetched when the browser
         # asks for /smart-style.css, off the report's critical path.
         style_vars=bool(data.get("smart_style_url") or data.get("style")),

@@ -159,6 +159,8 @@ def _serve_patient(rsps, bundle_path: Path, *, status_overrides=None):
         found = [r for r in resources if r["resourceType"] == rtype]
         if rtype == "MedicationRequest":
             found += [r for r in resources if r["resourceType"] == "Medication"]
+        if rtype == "Coverage":
+            found += [r for r in resources if r["resourceType"] == "Organization"]
         override = (status_overrides or {}).get(rtype)
         if override:
             rsps.get(f"{FHIR}/{rtype}", status=override, json={"resourceType": "OperationOutcome", "issue": []})

@@ -66,6 +66,19 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
             expect(page.locator("pre")).to_contain_text('"resourceType": "Task"')
             server_url = page.locator("code.url").first.inner_text()
             assert re.match(r"http://127\.0\.0\.1:\d+/fhir/Task/[\w\-.]+$", server_url)
+            # The other entry point: the EHR's order-sign hook, answered by the CDS service.
+            page.goto(url)
+            page.get_by_role("button", name=re.compile(r"^order-sign for 07 ")).click()
+            card = page.locator("section.cds-card")
+            expect(card.get_by_role("heading", level=2)).to_have_text("IVIG (BCBS MT): 3 documentation items missing")
+            expect(card).to_contain_text("Cerebrospinal fluid analysis")
+            expect(page.locator("#hook-heading + p")).to_contain_text("answered HTTP 200")
+            card.get_by_role("link", name=re.compile("Open IVIG Coverage Check")).click()
+            page.wait_for_url(re.compile(r"/report$"))  # the smart link opens the same patient's report
+            expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile("missing", re.I))
+            page.goto(url)
+            page.get_by_role("button", name=re.compile(r"^order-sign for 12 ")).click()
+            expect(page.get_by_role("status")).to_contain_text("No card")
             browser.close()
         task = requests.get(server_url, headers={"Accept": "application/fhir+json"}, timeout=10).json()
         assert task["status"] == "requested" and task["for"]["reference"] == "Patient/ex07-patient"

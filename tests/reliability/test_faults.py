@@ -196,6 +196,8 @@ class FakeFhir:
                 matches = [r for r in self.resources if r["resourceType"] == rtype]
                 if rtype == "MedicationRequest" and "_include" in q:
                     matches += [r for r in self.resources if r["resourceType"] == "Medication"]
+                if rtype == "Coverage" and "_include" in q:
+                    matches += [r for r in self.resources if r["resourceType"] == "Organization"]
         return {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
                 "link": [{"relation": "self", "url": call.url}],
                 "entry": [{"fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}", "resource": r}
@@ -422,7 +424,7 @@ def launch_web(tmp_path: Path, server: FakeFhir) -> Web:
     app.testing = True
     web = Web(app, app.test_client(), server)
     app.extensions["ivig"].client_options = {"backoff": BACKOFF, "retries": RETRIES, "sleep": web.sleeps.append}
-    resp = web.client.get("/launch", query_string={"iss": BASE, "patient": server.patient_id})
+    resp = web.client.get("/launch", query_string={"iss": BASE, "patient": server.patient_id, "ruleset": RULESET})
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/report"), resp.data[:300]
     return web
 

@@ -228,6 +228,11 @@ class SmartStub:
             self._launches[launch] = patient_id
         return launch
 
+    def issue_token(self, client_id: str, scope: str, patient: str | None = None) -> dict[str, Any]:
+        """A token response issued without a launch: what the EHR's authorization server hands a
+        registered CDS service for one hook call (CDS Hooks ``fhirAuthorization``)."""
+        return self._issue(client_id, scope, patient)
+
     def expire_access_tokens(self) -> None:
         """Every access token issued so far stops working (the next FHIR call gets 401)."""
         with self._lock:

@@ -177,6 +177,8 @@ class FakeEhr:
             matches = [r for r in self.resources if r["resourceType"] == path]
             if path == "MedicationRequest" and "_include" in query:
                 matches += [r for r in self.resources if r["resourceType"] == "Medication"]
+            if path == "Coverage" and "_include" in query:
+                matches += [r for r in self.resources if r["resourceType"] == "Organization"]
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
                   "entry": [{"resource": r} for r in matches]}
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(bundle)
