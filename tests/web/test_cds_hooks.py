@@ -159,7 +159,7 @@ def test_order_select_evaluates_the_selected_order(cds):
     _, client, ehr = cds
     body = hook_request("07-cidp-missing-diagnostics.json", hook="order-select")
     card = call(client, ehr, body).get_json()["cards"][0]
-    assert card["summary"] == "IVIG (BCBS MT): 3 documentation items missing"
+    assert card["summary"] == "IVIG (BCBS MT): 2 documentation items missing"
     # The same request on the order-select registration.
     body["hookInstance"] = "another-instance"
     assert len(call(client, ehr, body, service="ivig-coverage-select").get_json()["cards"]) == 1
