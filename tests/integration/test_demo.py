@@ -70,7 +70,7 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
             page.goto(url)
             page.get_by_role("button", name=re.compile(r"^order-sign for 07 ")).click()
             card = page.locator("section.cds-card")
-            expect(card.get_by_role("heading", level=2)).to_have_text("IVIG (BCBS MT): 3 documentation items missing")
+            expect(card.get_by_role("heading", level=2)).to_have_text("IVIG (BCBS MT): 2 documentation items missing")
             expect(card).to_contain_text("Cerebrospinal fluid analysis")
             expect(page.locator("#hook-heading + p")).to_contain_text("answered HTTP 200")
             card.get_by_role("link", name=re.compile("Open IVIG Coverage Check")).click()
