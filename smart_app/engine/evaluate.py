@@ -320,6 +320,17 @@ def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date) -> Evaluation
     ranked = sorted(range(len(results)), key=lambda i: (not results[i].named_by_order, _rank(results[i], i)))
     primary = results[ranked[0]]
     others = [results[i] for i in ranked[1:]]
+    order = tl.order
+    names_reason = bool(order and (order.reason_refs or order.reason_codes))
+    if names_reason and not primary.named_by_order and primary.determination == "criteria-met":
+        # The order is for a diagnosis the record does not hold as an active Condition: its
+        # criteria cannot be checked, and another indication's approval is not this order's.
+        primary.missing = [Missing("indication", _no_indication_detail(facts, tl, ruleset)
+                                   + f" The record supports {primary.indication.label}; if immune "
+                                   "globulin is for it, name it as the order's reason.")]
+        primary.determination = "documentation-missing"
+        warnings.append("The order's reason is not an active Condition in the record, so the "
+                        f"criteria met for {primary.indication.label} are not this order's approval.")
     return Evaluation(ruleset, as_of, facts, tl, primary, others, primary.determination,
                       primary.missing, warnings)
 
