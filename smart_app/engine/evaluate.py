@@ -174,16 +174,38 @@ def match_indications(
     order = tl.order
     labels = ruleset.experimental_labels
     experimental = frozenset(labels)
+    # A covered row whose experimental sub-conditions (its `excludes`) another active
+    # Condition names — relapsing-remitting MS on one problem-list entry, secondary
+    # progressive MS on another — is a conflict: it is never resolved toward coverage. The
+    # row's diagnoses go to the experimental row instead.
+    redirect: dict[str, list[Diagnosis]] = {}
+    suppressed: set[str] = set()
+    for ind in ruleset.indications:
+        sub = set(ind.excludes) & experimental
+        if ind.coverage not in COVERED or not sub:
+            continue
+        hits = [d for d in active if d.valuesets & sub]
+        mine = [d for d in active if d.valuesets & set(ind.diagnoses) and d not in hits]
+        if hits and mine:
+            suppressed.add(ind.id)
+            names = "; ".join(sorted({labels[vs] for d in hits for vs in d.valuesets & sub}))
+            warnings.append(f"The record documents {ind.label} and also {names}, which the policy "
+                            "lists as experimental: the conflict is not resolved toward coverage; "
+                            "evaluated as experimental.")
+            for vs in {vs for d in hits for vs in d.valuesets & sub}:
+                redirect.setdefault(vs, []).extend(mine)
     out = []
     for ind in ruleset.indications:
-        if ind.id in ruleset.routed:
+        if ind.id in ruleset.routed or ind.id in suppressed:
             continue
         covered = ind.coverage in COVERED
-        dx = []
+        dx = [d for vs in ind.diagnoses for d in redirect.get(vs, [])]
         for d in active:
-            if not d.valuesets & set(ind.diagnoses) or d.valuesets & set(ind.excludes):
+            if not d.valuesets & set(ind.diagnoses):
                 continue
             hidden = d.valuesets & experimental
+            if d.valuesets & set(ind.excludes) and not (covered and hidden):
+                continue
             if covered and hidden:
                 names = "; ".join(sorted({labels[vs] for vs in hidden}))
                 message = (f"{d.ref} ({d.display or d.code}) falls under {ind.label}, but its code "
@@ -192,7 +214,8 @@ def match_indications(
                 if message not in warnings:
                     warnings.append(message)
                 continue
-            dx.append(d)
+            if d not in dx:
+                dx.append(d)
         if not dx:
             continue
         if any(not any(vs in d.valuesets for d in active) for vs in ind.also_requires):

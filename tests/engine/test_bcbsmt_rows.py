@@ -1205,3 +1205,61 @@ def test_contract_entered_in_error_igg_is_not_used():
     rep = run(parts, RS)
     assert rep["determination"] == "criteria-not-met"
     assert criterion(rep, "bcbsmt-pi-any")["status"] == "not-met"
+
+
+# --- the most specific diagnosis wins; experimental sub-conditions override (issue: item 3) --
+@pytest.mark.parametrize("dx,expected", [
+    pytest.param(condition("G61.0", "Guillain-Barre syndrome", text="Miller Fisher syndrome", id="dx", onset=ago(5)),
+                 "exp-fisher-syndrome", id="003-L342-G61.0-text-Miller-Fisher"),
+    pytest.param(condition("G35", "Multiple sclerosis", text="Secondary progressive multiple sclerosis", id="dx", severe=True),
+                 "exp-chronic-progressive-ms", id="003-L328-G35-text-secondary-progressive"),
+    pytest.param(condition("G35.A", "Relapsing-remitting multiple sclerosis", text="Relapsing-remitting MS, now secondary progressive",
+                           id="dx", severe=True), "exp-chronic-progressive-ms", id="003-L328-G35.A-code-vs-progressive-text"),
+    pytest.param(condition("G04.81", "Other encephalitis", text="Rasmussen encephalitis", id="dx"),
+                 "exp-rasmussen", id="003-L360-G04.81-text-Rasmussen"),
+    pytest.param(condition("M33.20", "Polymyositis", text="Inclusion body myositis", id="dx"),
+                 "exp-inclusion-body-myositis", id="003-L346-M33.20-text-inclusion-body-myositis"),
+    pytest.param(condition("M31.9", "Necrotizing vasculopathy, unspecified", text="ANCA-associated vasculitis", id="dx", severe=True),
+                 "exp-vasculitis-anca", id="003-L367-unspecified-vasculitis-text-ANCA"),
+    pytest.param(condition("D60.9", "Acquired pure red cell aplasia", text="Diamond-Blackfan anemia", id="dx"),
+                 "exp-diamond-blackfan", id="003-L337-D60.9-text-Diamond-Blackfan"),
+])
+def test_experimental_sub_condition_named_by_the_records_words_is_not_covered(dx, expected):
+    parts = {"patient": patient(ADULT), "dx": dx, "weight": weight(70), "order": ivig_request(30, reason="dx"),
+             "failed": med_statement("prednisone", reason="ineffective")}
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == expected
+    assert rep["determination"] == "not-covered"
+    assert any("experimental" in w for w in rep["warnings"])
+
+
+def test_003_L247_two_conditions_rrms_and_spms_conflict_is_not_resolved_toward_coverage():
+    parts = ROWS["multiple-sclerosis"]()
+    parts["dx"] = condition("G35.A", "Relapsing-remitting multiple sclerosis", id="dx", severe=True)
+    parts["spms"] = condition("G35.C1", "Active secondary progressive multiple sclerosis", id="spms")
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == "exp-chronic-progressive-ms"
+    assert rep["determination"] == "not-covered"
+    assert "Condition/dx" in rep["indication"]["evidence"]
+    assert any("conflict" in w for w in rep["warnings"])
+
+
+def test_003_L249_myasthenia_gravis_on_a_maintenance_schedule_is_the_experimental_row():
+    parts = ROWS["myasthenia-gravis"]()
+    parts["order"] = ivig_request(1, "g/kg", every=4, reason="dx")
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == "exp-mg-maintenance"
+    assert rep["indication"]["coverage"] == "experimental"
+    assert rep["determination"] == "not-covered"
+
+
+def test_contract_order_reason_not_documented_is_not_approved_under_another_row():
+    """The order names small fiber neuropathy, which the record does not hold; the record's
+    fully documented CVID must not become this order's approval."""
+    parts = ROWS[PI]()
+    parts["order"] = ivig_request(35, reason_code=("G62.9", "Small fiber neuropathy"))
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == PI
+    assert rep["determination"] == "documentation-missing"
+    assert missing_codes(rep) == {"indication"}
+    assert "Small fiber neuropathy" in rep["missing_documentation"][0]["detail"]
