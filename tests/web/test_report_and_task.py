@@ -72,7 +72,7 @@ def test_task_is_created_then_updated_never_duplicated(client, launched):
 def test_task_becomes_completed_when_nothing_is_missing_any_more(client, launched):
     task = _post_task(client).get_json()["task"]
     # The chart is completed: from now on the evaluation finds nothing missing.
-    from smart_app import web
+    from smart_app.views import launched as web
 
     original = web.evaluate_record
 
@@ -184,7 +184,7 @@ def test_unexpected_error_page_has_no_traceback_or_record_data(client, launched,
     def boom(*_a, **_k):
         raise ValueError("Jane Q. Doe, MRN 12345, IgG 380")
 
-    monkeypatch.setattr("smart_app.web.evaluate_record", boom)
+    monkeypatch.setattr("smart_app.views.launched.evaluate_record", boom)
     resp = client.get("/report")
     assert resp.status_code == 500
     assert b"Jane" not in resp.data and b"Traceback" not in resp.data and b"12345" not in resp.data
