@@ -55,7 +55,7 @@ def _start_timer() -> None:
 
 def _access_log(resp: Response) -> Response:
     """Method, route pattern (never the concrete path or query: ids, codes), status, time."""
-    rule = request.url_rule.rule if request.url_rule else "(no route)"
+    rule = _route()
     started = request.environ.get("ivig.start", time.perf_counter())
     access_log.info("%s %s %d %.0fms", request.method, rule, resp.status_code,
                     (time.perf_counter() - started) * 1000)
@@ -97,8 +97,14 @@ _TITLES = {400: "The request could not be used", 401: "Your session has ended",
            504: "The FHIR server did not answer"}
 
 
+def _route() -> str:
+    """The request's route pattern (``/source/<rtype>/<rid>``), never its path or query:
+    those carry resource and patient ids."""
+    return request.url_rule.rule if request.url_rule else "(no route)"
+
+
 def _app_error(exc: AppError):
-    log.info("request refused: %s %s -> %d", request.method, request.path, exc.status)
+    log.info("request refused: %s %s -> %d", request.method, _route(), exc.status)
     return _error_response(exc.status, exc.message, exc.hint)
 
 
@@ -112,6 +118,6 @@ def _unexpected_error(exc: Exception):
         tb = tb.tb_next
     where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
     # The type and place only: exception messages may quote record data.
-    log.error("unexpected %s at %s on %s %s", type(exc).__name__, where, request.method, request.path)
+    log.error("unexpected %s at %s on %s %s", type(exc).__name__, where, request.method, _route())
     return _error_response(500, "The app hit an unexpected error. Nothing was written to the EHR.",
                            SESSION_ENDED)

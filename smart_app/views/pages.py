@@ -25,8 +25,8 @@ def launch_page():
                 "patients": [{"id": p.id, "label": p.label, "ruleset": p.ruleset,
                               "determination_hint": p.determination} for p in config.demo_patients]}
     return render_template("launch.html", public_base_url=config.public_base_url,
-                           allowed_issuers=list(config.allowed_issuers),
-                           default_client_id=config.client_id, demo=demo)
+                           allowed_issuers=list(dict.fromkeys(config.allowed_issuers + config.open_issuers)),
+                           default_client_id=config.client_id, sandbox=config.sandbox, demo=demo)
 
 
 @bp.get("/healthz")
