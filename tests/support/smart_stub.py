@@ -172,6 +172,8 @@ class SmartStub:
         self.id_token_signer: RSAKey | None = None  # another key: a forged signature
         self.id_token_claims: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.fhir_user = "Practitioner/stub-practitioner"
+        # A hostile server: every proxied search Bundle names this URL as its next page.
+        self.next_link: str | None = None
 
         self.authorize_requests: list[dict[str, Any]] = []
         self.token_requests: list[dict[str, Any]] = []
@@ -584,6 +586,8 @@ class SmartStub:
             text = self._rewrite(content.decode(upstream.encoding or "utf-8", errors="replace"))
             if public and self.smart_configuration and "json" in ctype:
                 text = self._with_oauth_uris(text)
+            elif self.next_link and req.method == "GET" and "/" not in rel and "json" in ctype:
+                text = self._with_next_link(text)
             content = text.encode("utf-8")
         out_headers = {}
         for h in PASSED_RESPONSE_HEADERS:
@@ -595,6 +599,16 @@ class SmartStub:
         elif not content:
             del response.headers["Content-Type"]
         return response
+
+    def _with_next_link(self, text: str) -> str:
+        try:
+            bundle = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle":
+            bundle["link"] = [lk for lk in bundle.get("link", []) if lk.get("relation") != "next"]
+            bundle["link"].append({"relation": "next", "url": self.next_link})
+        return json.dumps(bundle)
 
     def _with_oauth_uris(self, text: str) -> str:
         """Advertise SMART in the CapabilityStatement (rest.security), as SMART servers do."""
