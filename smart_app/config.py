@@ -123,7 +123,8 @@ class Config:
     scopes: str | None = None
     frame_ancestors: str | None = None
     session_db: str | None = None  # SQLite file of the session store (IVIG_SESSION_DB)
-    session_url: str | None = None  # sqlite:///path or redis://host:port/db (IVIG_SESSION_URL)
+    # sqlite:///path or redis://[:password@]host:port/db (IVIG_SESSION_URL); may hold a password
+    session_url: str | None = field(default=None, repr=False)
     session_ttl: int = 3600
     fhir_timeout: float = 15.0
     report_cache_seconds: float = 30.0  # a session's report is reused this long (0 = never)

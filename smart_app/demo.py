@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fhir_mappings import load_record
 
-from .config import Config, DemoPatient, load_config
+from .config import Config, DemoPatient, load_config, normalize_base
 from .demo_cds import demo_cds_client
 from .report import evaluate_record
 from .serve import PortInUse, check_port
@@ -76,7 +76,7 @@ def run_demo(port: int, examples: Path) -> None:
             raise DemoError(f"the demo FHIR server did not start: {str(exc).splitlines()[0]}") from None
         load_examples(fhir_base, examples)
         config: Config = load_config(
-            public_base_url=base, open_issuers=(fhir_base,), demo_iss=fhir_base,
+            public_base_url=base, open_issuers=(normalize_base(fhir_base),), demo_iss=fhir_base,
             demo_patients=tuple(demo_patients(examples, os.environ.get("IVIG_RULESET") or "bcbsmt-ig-2013")),
             as_of=EXAMPLES_AS_OF,
             # The demo's own CDS client (demo_cds.py) is the only client its CDS service trusts.

@@ -402,3 +402,24 @@ def test_task_identifier_system_must_be_an_absolute_uri(tmp_path):
 
     with pytest.raises(ConfigError, match="IVIG_TASK_IDENTIFIER_SYSTEM"):
         make_app(tmp_path, IVIG_TASK_IDENTIFIER_SYSTEM="not a uri")
+
+
+# --- configuration: fail at start-up, with the variable's name ----------------------------------
+@pytest.mark.parametrize("env, message", [
+    ({"IVIG_SESSION_URL": "memcached://127.0.0.1"}, "IVIG_SESSION_URL"),
+    ({"IVIG_SESSION_URL": "sqlite:///tmp/x.sqlite", "IVIG_SESSION_DB": "/tmp/y.sqlite"}, "not both"),
+    ({"IVIG_OPEN_ISSUERS": "ftp://files.example.org"}, "IVIG_OPEN_ISSUERS"),
+    ({"IVIG_ALLOWED_ISSUERS": "https://ehr.example.org/fhir?tenant=1"}, "no query"),
+    ({"IVIG_SANDBOX": "maybe"}, "IVIG_SANDBOX"),
+])
+def test_bad_hardening_settings_fail_at_start_up(env, message):
+    from smart_app.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config({"IVIG_SECRET_KEY": "k" * 32, **env})
+
+
+def test_a_launch_iss_with_a_query_or_user_is_refused_before_any_request(client, rsps):
+    for iss in (ISS + "?x=1", "https://user@ehr.example.org/fhir", "javascript:alert(1)"):
+        assert client.get("/launch", query_string={"iss": iss, "launch": "x"}).status_code == 403
+    assert not rsps.calls
