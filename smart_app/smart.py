@@ -302,7 +302,7 @@ def exchange_code(http: requests.Session, smart_token_endpoint: str, creds: Clie
     try:
         token = oauth.fetch_token(smart_token_endpoint, grant_type="authorization_code", code=code,
                                   code_verifier=code_verifier, redirect_uri=redirect_uri,
-                                  timeout=timeout)
+                                  timeout=timeout, allow_redirects=False)  # credentials stay put
     except requests.RequestException:
         raise SmartError("the authorization server did not answer the token request") from None
     except Exception as exc:  # noqa: BLE001 - authlib OAuthError, bad JSON: one safe line
@@ -321,7 +321,8 @@ def refresh(http: requests.Session, token_endpoint: str, creds: ClientCredential
             refresh_token: str, scope: str, timeout: float) -> dict[str, Any]:
     oauth = _oauth(creds, token_endpoint, http)
     try:
-        token = oauth.refresh_token(token_endpoint, refresh_token=refresh_token, timeout=timeout)
+        token = oauth.refresh_token(token_endpoint, refresh_token=refresh_token, timeout=timeout,
+                                    allow_redirects=False)
     except requests.RequestException:
         raise SmartError("the authorization server did not answer the refresh request") from None
     except Exception as exc:  # noqa: BLE001

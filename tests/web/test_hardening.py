@@ -423,3 +423,16 @@ def test_a_launch_iss_with_a_query_or_user_is_refused_before_any_request(client,
     for iss in (ISS + "?x=1", "https://user@ehr.example.org/fhir", "javascript:alert(1)"):
         assert client.get("/launch", query_string={"iss": iss, "launch": "x"}).status_code == 403
     assert not rsps.calls
+
+
+def test_the_token_request_is_not_redirected_with_its_credentials(tmp_path, rsps):
+    client = make_app(tmp_path, IVIG_CLIENT_SECRET="s3cret").test_client()
+    ehr = FakeEhr(rsps, client_secret="s3cret")
+    seen = _record_off_origin(rsps)
+    rsps.add_callback(responses.POST, re.compile(r"https://evil\.example\.net/.*"),
+                      callback=lambda req: (seen.append(dict(req.headers)) or (200, {}, "{}")))
+    code, state = ehr.approve(start_launch(client))
+    rsps.replace(responses.POST, TOKEN, status=307, headers={"Location": f"{EVIL}/token"})
+    resp = client.get("/callback", query_string={"code": code, "state": state})
+    assert resp.status_code == 502 and b"Sign-in failed" in resp.data
+    assert not seen
