@@ -20,7 +20,6 @@ from .config import Config, load_config
 from .runtime import Runtime, cfg
 from .views import auth, pages, report, sources, tasks
 from .views.common import SESSION_ENDED, AppError, wants_json
-from .views.launched import COOKIE  # noqa: F401 - the session cookie's name, for callers
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("smart_app.access")

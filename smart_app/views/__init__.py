@@ -6,6 +6,6 @@
 * ``sources`` - ``/source/<type>/<id>``: one resource as the FHIR server holds it;
 * ``pages``   - the launch page, health check, JWKS and the app's CodeSystem.
 
-``common`` (errors, ids) and ``launched`` (the launched session: cookie, token refresh,
+``common`` (the user-facing error) and ``launched`` (the launched session: cookie, token refresh,
 FHIR client, evaluation) are shared by them.
 """

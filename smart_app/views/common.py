@@ -1,14 +1,13 @@
-"""What every view shares: the user-facing error, the FHIR id check, JSON-or-HTML."""
+"""What every view shares: the user-facing error and JSON-or-HTML. (FHIR ids are checked
+with ``fhir_client.is_fhir_id``.)"""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 from flask import request
 
 SESSION_ENDED = "Launch the app again from the EHR (or from the launch page)."
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class AppError(Exception):

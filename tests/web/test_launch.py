@@ -3,8 +3,6 @@ tokens, refresh, and the allow-list."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from urllib.parse import urlsplit
 
