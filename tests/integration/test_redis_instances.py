@@ -67,6 +67,10 @@ def test_redis_store_sessions_states_and_locks(redis_url):
     store.put_state("s-c", "b", {})  # room again once one is taken
     store.max_pending = 10_000
 
+    assert store.claim_once("cds-jti|client|abc", ttl=60)  # a CDS Hooks JWT's jti works once
+    assert not RedisStore(redis_url, SECRET).claim_once("cds-jti|client|abc", ttl=60)  # on any host
+    assert b"abc" not in b"".join(raw.keys("ivig:once:*"))  # only a digest is stored
+
     inside, overlaps = [], []
 
     def hold():
