@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -89,19 +90,22 @@ def clinician(app: str, iss: str, patients: list[str], stop_at: float, task_ever
         browser = requests.Session()
         timed = partial(timed_request, browser, app, result)
         try:
-            if not timed("GET", "/launch", 302, params={"iss": iss, "patient": patient}, allow_redirects=False):
+            launched = timed("GET", "/launch", 302, params={"iss": iss, "patient": patient},
+                             allow_redirects=False)
+            if not launched:
                 continue
-            page = timed("GET", "/report", 200)
+            ctx = {"ctx": parse_qs(urlsplit(launched.headers["Location"]).query)["ctx"][0]}
+            page = timed("GET", "/report", 200, params=ctx)
             if not page:
                 continue
             token = CSRF.search(page.text)
-            j = timed("GET", "/api/report", 200)
+            j = timed("GET", "/api/report", 200, params=ctx)
             if not j:
                 continue
             with result.lock:
                 result.launches += 1
             if task_every and n % task_every == 0 and token and j.json()["missing_documentation"]:
-                if timed("POST", "/task", 200, data={"csrf_token": token.group(1)},
+                if timed("POST", "/task", 200, data={"csrf_token": token.group(1), **ctx},
                          headers={"Accept": "application/json"}):
                     with result.lock:
                         result.tasks_written.add(patient)
@@ -176,7 +180,7 @@ def main() -> int:
     args = ap.parse_args()
     with run_sekmet() as fhir:
         patients = load_examples(fhir)
-        env = {"IVIG_ALLOWED_ISSUERS": fhir, "IVIG_AS_OF": "2025-06-30", "IVIG_LOG_LEVEL": "WARNING",
+        env = {"IVIG_OPEN_ISSUERS": fhir, "IVIG_AS_OF": "2025-06-30", "IVIG_LOG_LEVEL": "WARNING",
                "IVIG_SECRET_KEY": "load-secret-0123456789abcdef", "IVIG_WORKERS": args.workers,
                "IVIG_THREADS": args.threads}
         with run_app(env) as app:

@@ -22,7 +22,7 @@ from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirClient, FhirError
 from .payers import PayerMapError, load_payer_map
 from .report import evaluate_record, render_text
-from .task import DEFAULT_BASE_URL, build_task, task_identifier
+from .task import DEFAULT_BASE_URL, DEFAULT_TASK_IDENTIFIER_SYSTEM, build_task, task_identifier
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER = 0, 2, 3
 DEFAULT_RULESET = "bcbsmt-ig-2013"
@@ -67,6 +67,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         get_ruleset(ruleset_id)  # unknown ruleset: usage error before any I/O
     payer_map = load_payer_map(os.environ.get("IVIG_PAYER_MAP") or None)
     base_url = os.environ.get("IVIG_PUBLIC_BASE_URL", DEFAULT_BASE_URL)
+    system = (os.environ.get("IVIG_TASK_IDENTIFIER_SYSTEM") or "").strip() or DEFAULT_TASK_IDENTIFIER_SYSTEM
     client = None
     if args.fhir_base:
         if args.bundle:
@@ -84,13 +85,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         record = load_record(text, what)
     report = evaluate_record(record, args.ruleset, as_of, default_ruleset=default_ruleset,
                              payer_map=payer_map)
-    task = build_task(report, base_url)
+    task = build_task(report, base_url, identifier_system=system)
     if args.task_out:
         Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
     if client is not None and args.write_task:
         stored, created = client.upsert_task(
-            task or {"identifier": [task_identifier(report, base_url)]},
-            lambda existing: build_task(report, base_url, existing=existing),
+            task or {"identifier": [task_identifier(report, system=system)]},
+            lambda existing: build_task(report, base_url, existing=existing, identifier_system=system),
         )
         report["task"] = {
             "reference": f"Task/{stored['id']}" if stored and stored.get("id") else None,

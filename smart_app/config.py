@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ from urllib.parse import urlsplit
 
 from .engine.model import RulesetError, get_ruleset
 from .payers import PayerMapError, load_payer_map
+from .task import DEFAULT_TASK_IDENTIFIER_SYSTEM
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_RULESET = "bcbsmt-ig-2013"
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+$")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -34,8 +37,10 @@ def normalize_base(url: str) -> str:
     """A FHIR base URL as compared against the allow-list: no trailing slash, lower-case
     scheme and host (paths stay case-sensitive)."""
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
+    if parts.query or parts.fragment or "@" in parts.netloc or url.strip().endswith(("?", "#")):
+        raise ValueError(f"a FHIR base URL has no query, fragment or user name: {url!r}")
     path = parts.path.rstrip("/")
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
 
@@ -106,6 +111,9 @@ def parse_cds_clients(value: str) -> tuple[CdsClient, ...]:
 class Config:
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     allowed_issuers: tuple[str, ...] = ()
+    # Servers used without authorization (no SMART): only these, never a server whose
+    # discovery failed. They are allowed issuers too.
+    open_issuers: tuple[str, ...] = ()
     client_id: str | None = None
     client_secret: str | None = None
     private_key_file: str | None = None
@@ -114,12 +122,20 @@ class Config:
     ruleset: str = DEFAULT_RULESET
     scopes: str | None = None
     frame_ancestors: str | None = None
-    session_db: str | None = None
+    session_db: str | None = None  # SQLite file of the session store (IVIG_SESSION_DB)
+    # sqlite:///path or redis://[:password@]host:port/db (IVIG_SESSION_URL); may hold a password
+    session_url: str | None = field(default=None, repr=False)
     session_ttl: int = 3600
     fhir_timeout: float = 15.0
     report_cache_seconds: float = 30.0  # a session's report is reused this long (0 = never)
     # Fixes "today" for every recency window (the demo's example records are dated).
     as_of: date | None = None
+    task_identifier_system: str = DEFAULT_TASK_IDENTIFIER_SYSTEM
+    # A sandbox deployment's launch form may name another (public) client id; a production
+    # deployment always uses the configured client.
+    sandbox: bool = False
+    # Origins besides the issuer's from which the EHR's smart_style_url may be fetched.
+    style_origins: tuple[str, ...] = ()
     # Set by ``ivig-check demo``: the open FHIR server and the example patients it holds.
     demo_iss: str | None = None
     demo_patients: tuple[DemoPatient, ...] = ()
@@ -143,7 +159,7 @@ class Config:
         if self.frame_ancestors:
             return self.frame_ancestors
         origins = ["'self'"]
-        for iss in self.allowed_issuers:
+        for iss in self.allowed_issuers + self.open_issuers:
             p = urlsplit(iss)
             origin = f"{p.scheme}://{p.netloc}"
             if origin not in origins:
@@ -154,10 +170,28 @@ class Config:
         return next((c for c in self.cds_clients if c.iss == iss), None)
 
     def issuer_allowed(self, iss: str) -> bool:
+        """``iss``, normalised (``normalize_base``), is on the allow-list or the open list."""
         try:
-            return normalize_base(iss) in self.allowed_issuers
+            iss = normalize_base(iss)
         except ValueError:
             return False
+        return iss in self.allowed_issuers or iss in self.open_issuers
+
+    def issuer_open(self, iss: str) -> bool:
+        """``iss`` (normalised) is configured as a server used without authorization."""
+        return iss in self.open_issuers
+
+
+def _url_list(value: str | None, name: str) -> tuple[str, ...]:
+    """A comma-separated list of http(s) URLs, each normalised, duplicates dropped."""
+    out = []
+    for item in (value or "").split(","):
+        if item.strip():
+            try:
+                out.append(normalize_base(item))
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    return tuple(dict.fromkeys(out))
 
 
 def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
@@ -184,19 +218,23 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
             kw["public_base_url"] = normalize_base(base)
         except ValueError as exc:
             raise ConfigError(f"IVIG_PUBLIC_BASE_URL: {exc}") from None
-    issuers = []
-    for item in (get("IVIG_ALLOWED_ISSUERS") or "").split(","):
-        if item.strip():
-            try:
-                issuers.append(normalize_base(item))
-            except ValueError as exc:
-                raise ConfigError(f"IVIG_ALLOWED_ISSUERS: {exc}") from None
-    kw["allowed_issuers"] = tuple(dict.fromkeys(issuers))
+    kw["allowed_issuers"] = _url_list(get("IVIG_ALLOWED_ISSUERS"), "IVIG_ALLOWED_ISSUERS")
+    kw["open_issuers"] = _url_list(get("IVIG_OPEN_ISSUERS"), "IVIG_OPEN_ISSUERS")
+    kw["style_origins"] = _url_list(get("IVIG_STYLE_ORIGINS"), "IVIG_STYLE_ORIGINS")
     for name, attr in (("IVIG_CLIENT_ID", "client_id"), ("IVIG_CLIENT_SECRET", "client_secret"),
                        ("IVIG_KEY_ID", "key_id"), ("IVIG_SCOPES", "scopes"),
-                       ("IVIG_FRAME_ANCESTORS", "frame_ancestors"), ("IVIG_SESSION_DB", "session_db")):
+                       ("IVIG_FRAME_ANCESTORS", "frame_ancestors"), ("IVIG_SESSION_DB", "session_db"),
+                       ("IVIG_SESSION_URL", "session_url")):
         if (value := get(name)) is not None:
             kw[attr] = value
+    if (system := get("IVIG_TASK_IDENTIFIER_SYSTEM")) is not None:
+        if not _URI.match(system):
+            raise ConfigError(f"IVIG_TASK_IDENTIFIER_SYSTEM: not an absolute URI: {system!r}")
+        kw["task_identifier_system"] = system
+    if (sandbox := get("IVIG_SANDBOX")) is not None:
+        if sandbox.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"IVIG_SANDBOX: expected 1/true/yes or 0/false/no, got {sandbox!r}")
+        kw["sandbox"] = sandbox.lower() in ("1", "true", "yes")
     if key_file := get("IVIG_PRIVATE_KEY_FILE"):
         if not Path(key_file).is_file():
             raise ConfigError(f"IVIG_PRIVATE_KEY_FILE: no such file: {key_file}")
@@ -239,8 +277,13 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
         load_payer_map(config.payer_map)  # a bad payer map fails at start-up, not mid-launch
     except PayerMapError as exc:
         raise ConfigError(f"IVIG_PAYER_MAP: {exc}") from None
+    if config.session_url is not None:
+        if config.session_db is not None:
+            raise ConfigError("set IVIG_SESSION_URL or IVIG_SESSION_DB, not both")
+        if not config.session_url.startswith(("sqlite://", "redis://", "rediss://")):
+            raise ConfigError("IVIG_SESSION_URL: expected sqlite:///PATH, redis://HOST:PORT/DB or rediss://…")
     if config.private_key_file and not config.key_id:
         raise ConfigError("IVIG_PRIVATE_KEY_FILE needs IVIG_KEY_ID (the kid published in the JWKS)")
-    if not config.allowed_issuers and not config.demo_iss:
+    if not config.allowed_issuers and not config.open_issuers:
         log.warning("IVIG_ALLOWED_ISSUERS is empty: every launch will be refused")
     return config

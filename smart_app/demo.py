@@ -2,8 +2,9 @@
 
 1. a real FHIR server (sekmet-fhir, in memory, 127.0.0.1, its simulator off) is started;
 2. every example Bundle in ``examples/`` is loaded into it as a transaction;
-3. the app runs under gunicorn in open-server mode against it, evaluating "as of" the
-   examples' date (2025-06-30) so the reports match ``examples/README.md``;
+3. the app runs under gunicorn against it, configured as an open server (``open_issuers``:
+   used without authorization), evaluating "as of" the examples' date (2025-06-30) so the
+   reports match ``examples/README.md``;
 4. the URL of ``launch.html`` is printed; there a visitor picks a patient, reads the
    report, writes the Task, and opens the Task as the FHIR server holds it.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from fhir_mappings import load_record
 
-from .config import Config, DemoPatient, load_config
+from .config import Config, DemoPatient, load_config, normalize_base
 from .demo_cds import demo_cds_client
 from .report import evaluate_record
 from .serve import PortInUse, check_port
@@ -75,7 +76,7 @@ def run_demo(port: int, examples: Path) -> None:
             raise DemoError(f"the demo FHIR server did not start: {str(exc).splitlines()[0]}") from None
         load_examples(fhir_base, examples)
         config: Config = load_config(
-            public_base_url=base, allowed_issuers=(fhir_base,), demo_iss=fhir_base,
+            public_base_url=base, open_issuers=(normalize_base(fhir_base),), demo_iss=fhir_base,
             demo_patients=tuple(demo_patients(examples, os.environ.get("IVIG_RULESET") or "bcbsmt-ig-2013")),
             as_of=EXAMPLES_AS_OF,
             # The demo's own CDS client (demo_cds.py) is the only client its CDS service trusts.

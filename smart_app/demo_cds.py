@@ -168,7 +168,7 @@ def order_sign():
         elapsed_ms=elapsed_ms, service_url=url,
         draft_text=(draft.get("medicationCodeableConcept") or {}).get("text") or draft.get("id"),
         blocks=[markdown_blocks(c.get("detail") or "") for c in cards or []],
-        launch_href=url_for("web.launch", iss=config.demo_iss, patient=patient),
+        launch_href=url_for("auth.launch", iss=config.demo_iss, patient=patient),
         request_json=json.dumps(shown_request, indent=2, ensure_ascii=False),
         response_json=json.dumps(answer, indent=2, ensure_ascii=False),
     )

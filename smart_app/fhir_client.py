@@ -1,7 +1,9 @@
 """A small FHIR R4 REST client on ``requests``: the only module here that talks to a server.
 
 * Independent searches run concurrently, so a patient costs about one round trip.
-* ``next`` links are followed (bounded, and a link seen twice stops the loop).
+* ``next`` links are followed (bounded, and a link seen twice stops the loop) only on the
+  FHIR server's own origin; the access token is never sent anywhere else, nor are
+  redirects to another origin followed.
 * 429 and 5xx answers and timeouts are retried with exponential backoff, honouring
   ``Retry-After``; other errors are raised at once as ``FhirError`` subclasses whose
   message is one human-readable line without PHI.
@@ -26,6 +28,8 @@ import requests
 
 from fhir_mappings.bundle import PatientRecord, operation_outcome_message
 
+from .origins import same_origin
+
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
@@ -49,6 +53,14 @@ PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
 OPTIONAL_SEARCHES = {"Coverage"}
 MAX_PAGES = 50
 MAX_PAYOR_READS = 4  # payor Organizations read one by one when a server ignores _include
+MAX_REDIRECTS = 5
+REDIRECTS = {301, 302, 303, 307, 308}
+# A FHIR id (R4 ``id`` datatype), but never "." or "..": those walk to other paths.
+FHIR_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9\-.]{1,64}$")
+
+
+def is_fhir_id(value: object) -> bool:
+    return isinstance(value, str) and FHIR_ID.match(value) is not None
 
 
 class FhirError(Exception):
@@ -104,7 +116,7 @@ class FhirClient:
 
     def request(self, method: str, path_or_url: str, *, body: Any = None,
                 headers: dict[str, str] | None = None) -> requests.Response:
-        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.url(path_or_url)
+        url = self._on_server(path_or_url)
         data = json.dumps(body) if body is not None else None
         extra = dict(headers or {})
         if data is not None:
@@ -114,8 +126,7 @@ class FhirClient:
         while True:
             used = self.token
             try:
-                resp = self.session.request(method, url, data=data, headers=self._headers(extra),
-                                            timeout=self.timeout)
+                resp = self._send(method, url, data, self._headers(extra))
             except requests.RequestException as exc:  # timeouts, refused connections, resets
                 if attempt < self.retries:
                     self.sleep(self.backoff * 2**attempt)
@@ -148,6 +159,35 @@ class FhirClient:
                                   resp.status_code)
             return resp
 
+    # --- the token stays on the FHIR server's origin -----------------------------------------
+    def _on_server(self, path_or_url: str) -> str:
+        """The absolute URL for a path or URL, refused unless it is on the FHIR server's origin
+        (scheme, host and port): an absolute link, ``//host`` or an http link for an https
+        server is never sent the access token."""
+        url = urljoin(self.base_url, path_or_url)
+        if not same_origin(url, self.base_url):
+            raise FhirRefused("the FHIR server named a URL on another server; the app does not "
+                              "send requests (or the access token) there")
+        return url
+
+    def _send(self, method: str, url: str, data: str | None, headers: dict[str, str]) -> requests.Response:
+        """One request; redirects are followed only on the FHIR server's origin (at most
+        MAX_REDIRECTS), so neither the token nor the request leaves it."""
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                        allow_redirects=False)
+            location = resp.headers.get("Location")
+            if resp.status_code not in REDIRECTS or not location:
+                return resp
+            target = urljoin(url, location)
+            if not same_origin(target, self.base_url):
+                raise FhirRefused(f"FHIR server redirected ({resp.status_code}) to another server; "
+                                  "not followed", resp.status_code)
+            if resp.status_code == 303 or (resp.status_code in (301, 302) and method != "GET"):
+                method, data = "GET", None
+            url = target
+        raise FhirRefused(f"FHIR server redirected more than {MAX_REDIRECTS} times; stopped")
+
     def json(self, method: str, path_or_url: str, **kw: Any) -> Any:
         resp = self.request(method, path_or_url, **kw)
         if not resp.content:
@@ -160,6 +200,8 @@ class FhirClient:
 
     # --- reads ----------------------------------------------------------------------------
     def read(self, rtype: str, rid: str) -> dict[str, Any]:
+        if not is_fhir_id(rid):
+            raise FhirRefused(f"not a FHIR id: {rtype} ids are 1-64 letters, digits, '-' or '.'")
         data = self.json("GET", f"{rtype}/{quote(rid, safe='')}")
         if not isinstance(data, dict) or data.get("resourceType") != rtype:
             if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
@@ -174,7 +216,11 @@ class FhirClient:
         url: str | None = path
         pages = 0
         while url:
-            url = self.url(url) if not url.startswith(("http://", "https://")) else url
+            try:
+                url = self._on_server(url)
+            except FhirRefused:
+                raise FhirRefused("the FHIR server's next-page link points to another server; paging "
+                                  "stopped (the access token is only sent to the FHIR server)") from None
             if url in seen:
                 log.warning("search paging loop detected; stopped")
                 break

@@ -55,12 +55,19 @@ def gunicorn_options(host: str, port: int) -> dict[str, object]:
         # The app logs each request itself (route pattern only, no ids or query strings).
         "accesslog": None,
         "errorlog": "-",
-        "loglevel": os.environ.get("IVIG_LOG_LEVEL", "info").lower(),
+        # gunicorn's DEBUG lines carry each request's path (resource and patient ids): its
+        # log stays at INFO or above whatever IVIG_LOG_LEVEL says.
+        "loglevel": _gunicorn_level(os.environ.get("IVIG_LOG_LEVEL", "info")),
         "forwarded_allow_ips": os.environ.get("IVIG_FORWARDED_ALLOW_IPS", "127.0.0.1"),
         "proc_name": "ivig-check",
         # gunicorn >= 27 opens a control socket under $HOME by default; the app needs none.
         "control_socket_disable": True,
     }
+
+
+def _gunicorn_level(level: str) -> str:
+    level = level.strip().lower()
+    return "info" if level == "debug" else level
 
 
 def run(config: Config, host: str, port: int) -> None:

@@ -11,7 +11,6 @@ Nothing here logs a token, a code or a patient id.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -22,7 +21,9 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from joserfc.jwk import ECKey, RSAKey
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from .config import is_loopback
 
@@ -32,6 +33,9 @@ READ_TYPES = ("Patient", "Observation", "Condition", "MedicationRequest", "Medic
               "MedicationAdministration", "MedicationDispense", "MedicationStatement",
               "Immunization", "Procedure", "DiagnosticReport", "AllergyIntolerance", "Coverage")
 ASSERTION_LIFETIME = 300  # SMART: the client assertion expires within five minutes
+ID_TOKEN_ALGS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+ID_TOKEN_LEEWAY = 60  # seconds of clock skew accepted on exp / iat
+MAX_DOCUMENT = 256 * 1024  # bytes of a discovery or JWKS document the app reads
 
 
 class SmartError(Exception):
@@ -45,6 +49,8 @@ class SmartConfiguration:
     capabilities: frozenset[str] = frozenset()
     scopes_supported: tuple[str, ...] = ()
     from_capability_statement: bool = False
+    issuer: str | None = None  # the OpenID Connect issuer (the id_token's ``iss``)
+    jwks_uri: str | None = None  # where the keys that sign id_tokens are published
 
     @property
     def v2_scopes(self) -> bool:
@@ -64,11 +70,16 @@ def _check_endpoint(url: Any, what: str) -> str:
     return url
 
 
-def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfiguration | None:
-    """The server's SMART configuration, or None for an open server (no authorisation).
+NO_SMART = ("the FHIR server offers no SMART App Launch (discovery failed); if it needs no "
+            "authorization, an administrator can list it in IVIG_OPEN_ISSUERS")
+
+
+def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfiguration:
+    """The server's SMART configuration; ``SmartError`` when there is none.
 
     ``{iss}/.well-known/smart-configuration`` first; if that is absent, the
-    CapabilityStatement's ``oauth-uris`` security extension.
+    CapabilityStatement's ``oauth-uris`` security extension. A server without either is
+    an error, never an open server: open servers are configured (IVIG_OPEN_ISSUERS).
     """
     base = iss.rstrip("/")
     try:
@@ -80,8 +91,9 @@ def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfigura
             except ValueError:
                 doc = None
             if isinstance(doc, dict) and doc.get("authorization_endpoint"):
-                if not _offers_app_launch(doc):
-                    return None  # e.g. backend services only: no user-facing authorisation
+                if not _offers_app_launch(doc):  # e.g. backend services only
+                    raise SmartError("the FHIR server's SMART configuration offers no app launch "
+                                     "(authorization code grant)")
                 caps = doc.get("capabilities") or []
                 scopes = doc.get("scopes_supported") or []
                 return SmartConfiguration(
@@ -90,6 +102,9 @@ def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfigura
                     token_endpoint=_check_endpoint(doc.get("token_endpoint"), "token endpoint"),
                     capabilities=frozenset(c for c in caps if isinstance(c, str)),
                     scopes_supported=tuple(s for s in scopes if isinstance(s, str)),
+                    issuer=doc["issuer"] if isinstance(doc.get("issuer"), str) else None,
+                    jwks_uri=(_check_endpoint(doc["jwks_uri"], "jwks_uri")
+                              if isinstance(doc.get("jwks_uri"), str) else None),
                 )
         meta = http.get(f"{base}/metadata", headers={"Accept": "application/fhir+json"}, timeout=timeout)
     except requests.RequestException:
@@ -104,7 +119,7 @@ def discover(http: requests.Session, iss: str, timeout: float) -> SmartConfigura
         raise SmartError("the FHIR server's /metadata is not a CapabilityStatement (discovery failed)")
     uris = _oauth_uris(cs)
     if uris is None:
-        return None
+        raise SmartError(NO_SMART)
     return SmartConfiguration(
         authorization_endpoint=_check_endpoint(uris.get("authorize"), "authorization endpoint"),
         token_endpoint=_check_endpoint(uris.get("token"), "token endpoint"),
@@ -243,6 +258,7 @@ class PendingAuthorization:
     authorize_url: str
     state: str
     code_verifier: str
+    nonce: str | None = None  # sent when the scope asks for an id_token (openid)
 
 
 def authorization_request(smart: SmartConfiguration, creds: ClientCredentials, *, iss: str,
@@ -252,10 +268,13 @@ def authorization_request(smart: SmartConfiguration, creds: ClientCredentials, *
     extra: dict[str, str] = {"aud": iss}
     if launch:
         extra["launch"] = launch
+    nonce = generate_token(32) if "openid" in scope.split() else None
+    if nonce:
+        extra["nonce"] = nonce
     oauth = _oauth(creds, smart.token_endpoint, None, redirect_uri=redirect_uri, scope=scope)
     url, _ = oauth.create_authorization_url(smart.authorization_endpoint, state=state,
                                             code_verifier=verifier, **extra)
-    return PendingAuthorization(url, state, verifier)
+    return PendingAuthorization(url, state, verifier, nonce)
 
 
 def _token_fields(token: dict[str, Any], requested_scope: str) -> dict[str, Any]:
@@ -283,7 +302,7 @@ def exchange_code(http: requests.Session, smart_token_endpoint: str, creds: Clie
     try:
         token = oauth.fetch_token(smart_token_endpoint, grant_type="authorization_code", code=code,
                                   code_verifier=code_verifier, redirect_uri=redirect_uri,
-                                  timeout=timeout)
+                                  timeout=timeout, allow_redirects=False)  # credentials stay put
     except requests.RequestException:
         raise SmartError("the authorization server did not answer the token request") from None
     except Exception as exc:  # noqa: BLE001 - authlib OAuthError, bad JSON: one safe line
@@ -293,7 +312,7 @@ def exchange_code(http: requests.Session, smart_token_endpoint: str, creds: Clie
         "patient": token.get("patient") if isinstance(token.get("patient"), str) else None,
         "need_patient_banner": token.get("need_patient_banner") is True,
         "smart_style_url": token.get("smart_style_url") if isinstance(token.get("smart_style_url"), str) else None,
-        "fhir_user": _fhir_user(token.get("id_token")),
+        "id_token": token.get("id_token") if isinstance(token.get("id_token"), str) else None,
     }
     return fields, context
 
@@ -302,7 +321,8 @@ def refresh(http: requests.Session, token_endpoint: str, creds: ClientCredential
             refresh_token: str, scope: str, timeout: float) -> dict[str, Any]:
     oauth = _oauth(creds, token_endpoint, http)
     try:
-        token = oauth.refresh_token(token_endpoint, refresh_token=refresh_token, timeout=timeout)
+        token = oauth.refresh_token(token_endpoint, refresh_token=refresh_token, timeout=timeout,
+                                    allow_redirects=False)
     except requests.RequestException:
         raise SmartError("the authorization server did not answer the refresh request") from None
     except Exception as exc:  # noqa: BLE001
@@ -319,21 +339,72 @@ def _oauth_error(exc: Exception) -> str:
     return "unexpected answer"
 
 
-def _fhir_user(id_token: Any) -> str | None:
-    """``fhirUser`` from the id_token, as a relative reference (Practitioner/123).
-
-    The claim only labels the Task's requester; it grants nothing, so the signature is
-    not needed for that use and is not checked here.
-    """
-    if not isinstance(id_token, str) or id_token.count(".") != 2:
-        return None
+# --- the id_token (OpenID Connect) ------------------------------------------------------------
+def get_json_document(http: requests.Session, url: str, timeout: float, what: str) -> dict[str, Any]:
+    """A small JSON document (discovery, JWKS): no redirects, at most MAX_DOCUMENT bytes."""
     try:
-        payload = id_token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        with http.get(url, headers={"Accept": "application/json"}, timeout=timeout, stream=True,
+                      allow_redirects=False) as resp:
+            if resp.status_code != 200:
+                raise SmartError(f"the {what} answered {resp.status_code}")
+            body = resp.raw.read(MAX_DOCUMENT + 1, decode_content=True)
+    except requests.RequestException:
+        raise SmartError(f"the {what} did not answer") from None
+    if len(body) > MAX_DOCUMENT:
+        raise SmartError(f"the {what} is larger than {MAX_DOCUMENT // 1024} KiB")
+    try:
+        doc = json.loads(body)
     except ValueError:
-        return None
-    user = claims.get("fhirUser") if isinstance(claims, dict) else None
+        raise SmartError(f"the {what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise SmartError(f"the {what} is not a JSON object")
+    return doc
+
+
+def jwks_location(http: requests.Session, issuer: str, timeout: float) -> str:
+    """``jwks_uri`` from the issuer's OpenID configuration (when the SMART configuration
+    names none)."""
+    doc = get_json_document(http, f"{issuer.rstrip('/')}/.well-known/openid-configuration", timeout,
+                            "OpenID configuration")
+    return _check_endpoint(doc.get("jwks_uri"), "jwks_uri")
+
+
+def verify_id_token(id_token: str, jwks: dict[str, Any], *, issuer: str, client_id: str,
+                    nonce: str | None) -> dict[str, Any]:
+    """The id_token's claims once its signature (a key of ``jwks``), ``iss``, ``aud``, ``exp``
+    and ``nonce`` (the one this app sent) check out; ``SmartError`` (one safe line) if not."""
+    if not nonce:
+        raise SmartError("the id_token cannot be checked: no nonce was sent")
+    try:
+        keys = KeySet.import_key_set(jwks)
+        token = jwt.decode(id_token, keys, algorithms=ID_TOKEN_ALGS)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        reason = getattr(exc, "error", None) or "unreadable"
+        raise SmartError(f"the id_token's signature could not be verified ({reason})") from None
+    claims = token.claims
+    registry = jwt.JWTClaimsRegistry(
+        leeway=ID_TOKEN_LEEWAY,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "value": client_id},
+        exp={"essential": True},
+        nonce={"essential": True, "value": nonce},
+    )
+    try:
+        registry.validate(claims)
+    except JoseError as exc:
+        claim = getattr(exc, "claim", None)
+        raise SmartError(f"the id_token was refused ({claim or exc.error})") from None
+    aud = claims.get("aud")
+    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
+        raise SmartError("the id_token was refused (azp)")
+    return claims
+
+
+def fhir_user(claims: dict[str, Any]) -> str | None:
+    """``fhirUser`` of verified id_token claims, as a relative reference (Practitioner/123)."""
+    user = claims.get("fhirUser")
     if not isinstance(user, str):
         return None
-    m = re.search(r"(Practitioner|PractitionerRole|Patient|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}$", user)
-    return m.group(0) if m else None
+    m = re.search(r"(?:^|/)((Practitioner|PractitionerRole|Patient|RelatedPerson|Person)/"
+                  r"(?!\.{1,2}$)[A-Za-z0-9\-.]{1,64})$", user)
+    return m.group(1) if m else None

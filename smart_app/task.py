@@ -32,15 +32,17 @@ def indication_system(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/fhir/CodeSystem/ivig-indication"
 
 
-def identifier_system(base_url: str) -> str:
-    return f"{base_url.rstrip('/')}/fhir/NamingSystem/ivig-coverage-task"
+# Task.identifier.system: a fixed canonical, the same wherever the app runs (moving it to
+# another URL, or serving it under two host names, must find the same Task). Deployments may
+# set their own (IVIG_TASK_IDENTIFIER_SYSTEM) once, before the first Task is written.
+DEFAULT_TASK_IDENTIFIER_SYSTEM = "urn:uuid:3c0d9f4e-6f5b-4c1e-9a57-1b8e2f7d4a90"
 
 
-def task_identifier(report: dict[str, Any], base_url: str) -> dict[str, str]:
+def task_identifier(report: dict[str, Any], *, system: str = DEFAULT_TASK_IDENTIFIER_SYSTEM) -> dict[str, str]:
     indication = report["indication"]["id"] if report.get("indication") else "no-indication"
     key = "|".join([report["patient"]["reference"], indication, report["ruleset"]["id"]])
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
-    return {"system": identifier_system(base_url), "value": digest}
+    return {"system": system, "value": digest}
 
 
 def _timestamp(now: datetime | None, as_of: str) -> str:
@@ -56,12 +58,14 @@ def build_task(
     now: datetime | None = None,
     requester: str | None = None,
     existing: dict[str, Any] | None = None,
+    identifier_system: str = DEFAULT_TASK_IDENTIFIER_SYSTEM,
 ) -> dict[str, Any] | None:
     """The Task for this report, or None when nothing is missing and no Task exists yet.
 
     ``existing``: the Task already on the server (same identifier); its id, authoredOn and
     requester are kept, and it becomes ``completed`` when nothing is missing any more.
     ``now``: the write time; None (the CLI) uses the as-of date so output is reproducible.
+    ``identifier_system``: ``Task.identifier.system`` (IVIG_TASK_IDENTIFIER_SYSTEM).
     """
     missing = report["missing_documentation"]
     if not missing and existing is None:
@@ -73,7 +77,7 @@ def build_task(
     n = len(missing)
     task: dict[str, Any] = {
         "resourceType": "Task",
-        "identifier": [task_identifier(report, base_url)],
+        "identifier": [task_identifier(report, system=identifier_system)],
         "status": "requested" if missing else "completed",
         "intent": "order",
         "priority": "routine",

@@ -15,7 +15,7 @@ from smart_app.engine.evaluate import evaluate
 from smart_app.engine.model import get_ruleset
 from smart_app.fhir_client import FhirClient, FhirRefused
 from smart_app.report import build_report
-from smart_app.task import build_task, codesystem_url, task_identifier
+from smart_app.task import DEFAULT_TASK_IDENTIFIER_SYSTEM, build_task, codesystem_url, task_identifier
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "https://ivig.example.org"
@@ -54,11 +54,19 @@ def test_task_shape(seed_report):
 
 
 def test_identifier_is_deterministic_and_carries_no_patient_id(seed_report):
-    first = task_identifier(seed_report, BASE)
-    assert first == task_identifier(report_for("01-cvid-seed-002.json"), BASE)
+    first = task_identifier(seed_report)
+    assert first == task_identifier(report_for("01-cvid-seed-002.json"))
     assert "ex01" not in first["value"]
-    other_ruleset = task_identifier(report_for("01-cvid-seed-002.json", "bcbsmt-ig-2013"), BASE)
+    other_ruleset = task_identifier(report_for("01-cvid-seed-002.json", "bcbsmt-ig-2013"))
     assert other_ruleset != first
+
+
+def test_identifier_system_is_fixed_and_not_the_public_base_url(seed_report):
+    assert task_identifier(seed_report)["system"] == DEFAULT_TASK_IDENTIFIER_SYSTEM
+    for base in (BASE, "https://ivig.example.org", "http://other-host:9000"):
+        assert build_task(seed_report, base)["identifier"][0]["system"] == DEFAULT_TASK_IDENTIFIER_SYSTEM
+    custom = build_task(seed_report, BASE, identifier_system="https://hospital.example/ids/ivig")
+    assert custom["identifier"] == [task_identifier(seed_report, system="https://hospital.example/ids/ivig")]
 
 
 def test_no_task_when_nothing_missing():

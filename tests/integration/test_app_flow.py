@@ -15,8 +15,9 @@ import requests
 from fhir_mappings import load_record
 from smart_app.config import load_config
 from smart_app.report import evaluate_record
-from smart_app.task import identifier_system, task_identifier
+from smart_app.task import DEFAULT_TASK_IDENTIFIER_SYSTEM, task_identifier
 from smart_app.web import create_app
+from tests.support.launch_client import LaunchClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE = "http://127.0.0.1:8000"
@@ -26,7 +27,9 @@ def make_app(tmp_path, issuers: str, **env):
     environ = {"IVIG_ALLOWED_ISSUERS": issuers, "IVIG_CLIENT_ID": "ivig-test", "IVIG_PUBLIC_BASE_URL": BASE,
                "IVIG_SECRET_KEY": "integration-secret-0123456789", "IVIG_AS_OF": "2025-06-30",
                "IVIG_SESSION_DB": str(tmp_path / "sessions.sqlite"), "IVIG_REPORT_CACHE_SECONDS": "0", **env}
-    return create_app(load_config(environ))
+    app = create_app(load_config(environ))
+    app.test_client_class = LaunchClient
+    return app
 
 
 def ehr_launch(app, stub, patient_id: str):
@@ -40,7 +43,7 @@ def ehr_launch(app, stub, patient_id: str):
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"{BASE}/callback"
     q = {k: v[0] for k, v in parse_qs(target.query).items()}
     back = client.get("/callback", query_string=q)
-    assert back.status_code == 302 and back.headers["Location"].endswith("/report"), back.data[:300]
+    assert back.status_code == 302 and urlsplit(back.headers["Location"]).path == "/report", back.data[:300]
     return client
 
 
@@ -76,7 +79,7 @@ def test_launch_report_task_relaunch_same_task(tmp_path, smart_stub, sekmet_base
 
     first = post_task(client)
     assert first["created"] is True
-    ident = task_identifier(report, BASE)
+    ident = task_identifier(report)
     stored = tasks_for(sekmet_base, ident)
     assert len(stored) == 1 and stored[0]["id"] == first["task"]["id"]
     assert stored[0]["status"] == "requested"
@@ -100,7 +103,7 @@ def test_launch_report_task_relaunch_same_task(tmp_path, smart_stub, sekmet_base
 
 
 def test_open_server_mode_against_the_real_server(tmp_path, sekmet_base):
-    app = make_app(tmp_path, sekmet_base)
+    app = make_app(tmp_path, "", IVIG_OPEN_ISSUERS=sekmet_base)
     client = app.test_client()
     resp = client.get("/launch", query_string={"iss": sekmet_base, "patient": "ex05-patient"})
     assert resp.status_code == 302
@@ -158,6 +161,7 @@ def test_concurrent_task_writes_make_exactly_one_task(tmp_path, smart_stub, sekm
     def write():
         c = app.test_client()
         c.set_cookie("ivig_sid", sid)
+        c.ctx = client.ctx
         barrier.wait()
         results.append(c.post("/task", data={"csrf_token": token}, headers={"Accept": "application/json"}))
 
@@ -167,11 +171,11 @@ def test_concurrent_task_writes_make_exactly_one_task(tmp_path, smart_stub, sekm
     for t in threads:
         t.join(timeout=120)
     assert [r.status_code for r in results] == [200] * writers, [r.data[:200] for r in results]
-    stored = tasks_for(sekmet_base, task_identifier(report, BASE))
+    stored = tasks_for(sekmet_base, task_identifier(report))
     assert len(stored) == 1, f"{len(stored)} Tasks for one patient + indication + ruleset"
     assert sum(r.get_json()["created"] for r in results) == 1
     assert {r.get_json()["task"]["id"] for r in results} == {stored[0]["id"]}
-    all_tasks = requests.get(f"{sekmet_base}/Task", params={"identifier": identifier_system(BASE) + "|",
+    all_tasks = requests.get(f"{sekmet_base}/Task", params={"identifier": DEFAULT_TASK_IDENTIFIER_SYSTEM + "|",
                                                             "_count": 200},
                              headers={"Accept": "application/fhir+json"}, timeout=10).json()
-    assert json.dumps(all_tasks).count(task_identifier(report, BASE)["value"]) <= 1 + len(all_tasks.get("entry") or [])
+    assert json.dumps(all_tasks).count(task_identifier(report)["value"]) <= 1 + len(all_tasks.get("entry") or [])

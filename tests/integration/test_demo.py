@@ -55,10 +55,10 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
             assert links.count() >= 17
             # An example with documentation missing (07: CIDP without the diagnostics).
             page.get_by_role("link", name=re.compile(r"^07 ")).first.click()
-            page.wait_for_url(re.compile(r"/report$"))
+            page.wait_for_url(re.compile(r"/report\?ctx=[\w-]+$"))
             expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile("missing", re.I))
             page.get_by_role("button", name=re.compile("Task")).click()
-            page.wait_for_url(re.compile(r"/report$"))
+            page.wait_for_url(re.compile(r"/report\?ctx=[\w-]+$"))
             status = page.get_by_role("status")
             expect(status).to_contain_text("Task created")
             status.get_by_role("link").first.click()
@@ -74,7 +74,7 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
             expect(card).to_contain_text("Cerebrospinal fluid analysis")
             expect(page.locator("#hook-heading + p")).to_contain_text("answered HTTP 200")
             card.get_by_role("link", name=re.compile("Open IVIG Coverage Check")).click()
-            page.wait_for_url(re.compile(r"/report$"))  # the smart link opens the same patient's report
+            page.wait_for_url(re.compile(r"/report\?ctx=[\w-]+$"))  # the smart link opens the same patient's report
             expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile("missing", re.I))
             page.goto(url)
             page.get_by_role("button", name=re.compile(r"^order-sign for 12 ")).click()

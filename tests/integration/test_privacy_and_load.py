@@ -61,22 +61,30 @@ def test_logs_hold_no_tokens_codes_or_patient_data(smart_stub):
         q = parse_qs(urlsplit(r.headers["Location"]).query)
         codes.append(q["code"][0])
         r = s.get(f"{app}/callback", params={k: v[0] for k, v in q.items()}, timeout=30)
-        assert r.status_code == 200 and r.url.endswith("/report")
+        assert r.status_code == 200 and urlsplit(r.url).path == "/report"
+        ctx = parse_qs(urlsplit(r.url).query)["ctx"][0]
         token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-        assert s.get(f"{app}/api/report", timeout=30).status_code == 200
-        assert s.post(f"{app}/task", data={"csrf_token": token}, timeout=30).status_code == 200
+        assert s.get(f"{app}/api/report", params={"ctx": ctx}, timeout=30).status_code == 200
+        assert s.post(f"{app}/task", data={"csrf_token": token, "ctx": ctx}, timeout=30).status_code == 200
+        assert s.get(f"{app}/source/Observation/ex01-igg-1", params={"ctx": ctx}, timeout=30).status_code == 200
         smart_stub.expire_access_tokens()
-        assert s.get(f"{app}/report", params={"refresh": "1"}, timeout=30).status_code == 200
+        assert s.get(f"{app}/report", params={"refresh": "1", "ctx": ctx}, timeout=30).status_code == 200
+        # refused requests that name resource and patient ids: the ids stay out of the log
+        assert s.get(f"{app}/source/Patient/ex01-patient", params={"ctx": "x" * 43},
+                     timeout=30).status_code == 401
+        assert s.get(f"{app}/source/Binary/ex01-patient", timeout=30).status_code == 404
+        assert s.get(f"{app}/source/Observation/..", timeout=30).status_code in (400, 404)
         # refused paths log too: replayed state, foreign issuer, missing CSRF token
         assert s.get(f"{app}/callback", params={"code": codes[0], "state": states[0]},
                      timeout=30).status_code == 400
         assert s.get(f"{app}/launch", params={"iss": "https://elsewhere.example/fhir", "patient": "ex01-patient"},
                      timeout=30).status_code == 403
-        assert s.post(f"{app}/task", data={}, timeout=30).status_code == 403
+        assert s.post(f"{app}/task", data={"ctx": ctx}, timeout=30).status_code == 403
         cookie = s.cookies.get("ivig_sid")
     log = run_app.last_log
     assert "GET /report 200" in log and "POST /task 303" in log, log[-3000:]  # the log is not empty
-    secrets = set(smart_stub._access) | set(smart_stub._refresh) | set(codes) | set(states) | {cookie, token}
+    secrets = set(smart_stub._access) | set(smart_stub._refresh) | set(codes) | set(states) | {cookie, token, ctx}
+    secrets |= {r["response"]["id_token"] for r in smart_stub.token_requests if "id_token" in r.get("response", {})}
     for secret in secrets:
         assert secret not in log, "a token, code, state or session id reached the log"
     for phi in _phi_of_example("01-cvid-seed-002.json"):
@@ -85,7 +93,7 @@ def test_logs_hold_no_tokens_codes_or_patient_data(smart_stub):
 
 
 def test_short_load_no_errors_no_duplicate_tasks(sekmet_base, example_patient_ids):
-    env = {"IVIG_ALLOWED_ISSUERS": sekmet_base, "IVIG_AS_OF": "2025-06-30", "IVIG_LOG_LEVEL": "WARNING",
+    env = {"IVIG_OPEN_ISSUERS": sekmet_base, "IVIG_AS_OF": "2025-06-30", "IVIG_LOG_LEVEL": "WARNING",
            "IVIG_SECRET_KEY": "load-test-secret-0123456789"}
     patients = example_patient_ids[9:13]  # a few patients, so Task writes collide
     with run_app(env) as app:

@@ -321,7 +321,15 @@ def test_smart_stub_end_to_end(smart_stub: SmartStub, sekmet_base: str) -> None:
     assert body["scope"] == "launch openid fhirUser patient/*.rs"
     assert body["need_patient_banner"] is True
     assert body["smart_style_url"] == f"{stub.base_url}/smart-style.json"
-    assert "id_token" not in body
+    # openid fhirUser: a signed id_token for the launching user, verifiable with the stub's JWKS
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    assert conf["jwks_uri"] == f"{stub.root_url}/jwks" and conf["issuer"] == stub.base_url
+    keys = KeySet.import_key_set(requests.get(conf["jwks_uri"], timeout=10).json())
+    claims = jose_jwt.decode(body["id_token"], keys, algorithms=["RS256"]).claims
+    assert claims["iss"] == stub.base_url and claims["aud"] == "ivig-app"
+    assert claims["fhirUser"] == f"{stub.base_url}/Practitioner/stub-practitioner"
     assert stub.token_requests[-1]["auth_method"] == "none"
     # the code is single-use
     again = requests.post(stub.token_url, data=form, timeout=10)

@@ -44,7 +44,8 @@ from smart_app.config import load_config
 from smart_app.fhir_client import FhirAuthError, FhirClient, FhirRefused, FhirUnreachable
 from smart_app.report import evaluate_record
 from smart_app.task import build_task
-from smart_app.web import COOKIE, create_app
+from smart_app.web import create_app
+from tests.support.launch_client import LaunchClient
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLES = ("01-cvid-seed-002.json", "07-cidp-missing-diagnostics.json")
@@ -407,8 +408,7 @@ class Web:
     sleeps: list[float] = field(default_factory=list)
 
     def csrf(self) -> str:
-        sid = self.client.get_cookie(COOKIE).value
-        return self.app.extensions["ivig"].store.get(sid)["csrf"]
+        return self.app.extensions["ivig"].store.get(f"launch:{self.client.ctx}")["csrf"]
 
     def post_task(self):
         return self.client.post("/task", data={"csrf_token": self.csrf()},
@@ -417,15 +417,16 @@ class Web:
 
 def launch_web(tmp_path: Path, server: FakeFhir) -> Web:
     """The app in open-server mode, launched for the server's patient."""
-    environ = {"IVIG_ALLOWED_ISSUERS": BASE, "IVIG_CLIENT_ID": "app", "IVIG_PUBLIC_BASE_URL": APP_BASE,
+    environ = {"IVIG_OPEN_ISSUERS": BASE, "IVIG_CLIENT_ID": "app", "IVIG_PUBLIC_BASE_URL": APP_BASE,
                "IVIG_SECRET_KEY": "fault-injection-secret-0123456789", "IVIG_AS_OF": AS_OF.isoformat(),
                "IVIG_FHIR_TIMEOUT": str(TIMEOUT), "IVIG_SESSION_DB": str(tmp_path / "sessions.sqlite")}
     app = create_app(load_config(environ))
     app.testing = True
+    app.test_client_class = LaunchClient
     web = Web(app, app.test_client(), server)
     app.extensions["ivig"].client_options = {"backoff": BACKOFF, "retries": RETRIES, "sleep": web.sleeps.append}
     resp = web.client.get("/launch", query_string={"iss": BASE, "patient": server.patient_id, "ruleset": RULESET})
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/report"), resp.data[:300]
+    assert resp.status_code == 302 and "/report?ctx=" in resp.headers["Location"], resp.data[:300]
     return web
 
 

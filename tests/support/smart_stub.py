@@ -6,6 +6,11 @@
 * ``{root}/authorize`` - auto-approves a valid request and redirects with ``code`` and ``state``.
 * ``{root}/token`` - ``authorization_code`` (PKCE S256, single-use codes) and ``refresh_token``.
 * ``{base}/smart-style.json`` - a small SMART style document.
+* ``{root}/jwks`` - the key set that verifies the ``id_token`` issued with ``openid fhirUser``
+  (RS256, signed with ``id_token_key``; claims ``iss`` = ``base_url``, ``aud`` = client id,
+  ``nonce`` from the authorize request, ``fhirUser`` = ``fhir_user``). ``id_token_claims``
+  (a function of the claims) lets a test forge or spoil them; ``id_token_signer`` signs
+  with another key.
 * ``{base}/metadata`` - upstream CapabilityStatement (public), with the SMART ``oauth-uris``
   security extension added when SMART is on.
 * everything else under ``{base}`` - reverse proxy to ``upstream_base``; needs
@@ -42,6 +47,8 @@ from urllib.parse import unquote_plus, urlencode
 
 import requests
 import requests.adapters
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 
@@ -119,6 +126,7 @@ class _Code:
     patient: str | None
     launch: str | None
     issued: float = field(default_factory=time.time)
+    nonce: str | None = None
 
 
 @dataclass
@@ -160,6 +168,12 @@ class SmartStub:
         self.jwks: dict[str, Any] | None = None
         self.client_secrets: dict[str, str] = {}
         self.rotate_refresh_tokens = False
+        self.id_token_key = RSAKey.generate_key(2048, parameters={"kid": "stub-1", "use": "sig"})
+        self.id_token_signer: RSAKey | None = None  # another key: a forged signature
+        self.id_token_claims: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self.fhir_user = "Practitioner/stub-practitioner"
+        # A hostile server: every proxied search Bundle names this URL as its next page.
+        self.next_link: str | None = None
 
         self.authorize_requests: list[dict[str, Any]] = []
         self.token_requests: list[dict[str, Any]] = []
@@ -261,6 +275,7 @@ class SmartStub:
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
             "capabilities": list(self.capabilities),
+            "jwks_uri": f"{self.root_url}/jwks",
         }
 
     # --- WSGI ----------------------------------------------------------------------------
@@ -281,6 +296,8 @@ class SmartStub:
             return self._authorize(req)
         if path == "/token" and req.method == "POST":
             return self._token(req)
+        if path == "/jwks" and req.method == "GET":
+            return self._json(200, {"keys": [{**self.id_token_key.as_dict(private=False), "alg": "RS256"}]})
         if path == "/fhir/.well-known/smart-configuration" and req.method == "GET":
             if not self.smart_configuration:
                 return self._json(404, {"error": "not_found"})
@@ -340,7 +357,7 @@ class SmartStub:
         code = secrets.token_urlsafe(24)
         with self._lock:
             self._codes[code] = _Code(params["client_id"], redirect_uri, params["code_challenge"],
-                                      scope, patient, launch)
+                                      scope, patient, launch, nonce=params.get("nonce"))
         record["code"] = code
         sep = "&" if "?" in redirect_uri else "?"
         return Response(status=302, headers={
@@ -479,7 +496,22 @@ class SmartStub:
         if s256(verifier) != code.code_challenge:
             raise _OAuthError("invalid_grant", "code_verifier does not match code_challenge")
         scope = self.grant_scope(code.scope) if self.grant_scope else code.scope
-        return self._issue(client_id, scope, code.patient)
+        body = self._issue(client_id, scope, code.patient)
+        if {"openid", "fhirUser"} <= set(scope.split()):
+            body["id_token"] = self.id_token(client_id, code.nonce)
+        return body
+
+    def id_token(self, client_id: str, nonce: str | None) -> str:
+        """An OpenID Connect id_token for the launching user (see the module docstring)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.base_url, "sub": "stub-user", "aud": client_id, "iat": now,
+                                  "exp": now + 300, "fhirUser": f"{self.base_url}/{self.fhir_user}"}
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if self.id_token_claims is not None:
+            claims = self.id_token_claims(claims)
+        key = self.id_token_signer or self.id_token_key
+        return jwt.encode({"alg": "RS256", "kid": key.kid or "stub-1"}, claims, key)
 
     def _grant_refresh(self, form: dict[str, str], client_id: str) -> dict[str, Any]:
         value = form.get("refresh_token", "")
@@ -554,6 +586,8 @@ class SmartStub:
             text = self._rewrite(content.decode(upstream.encoding or "utf-8", errors="replace"))
             if public and self.smart_configuration and "json" in ctype:
                 text = self._with_oauth_uris(text)
+            elif self.next_link and req.method == "GET" and "/" not in rel and "json" in ctype:
+                text = self._with_next_link(text)
             content = text.encode("utf-8")
         out_headers = {}
         for h in PASSED_RESPONSE_HEADERS:
@@ -565,6 +599,16 @@ class SmartStub:
         elif not content:
             del response.headers["Content-Type"]
         return response
+
+    def _with_next_link(self, text: str) -> str:
+        try:
+            bundle = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle":
+            bundle["link"] = [lk for lk in bundle.get("link", []) if lk.get("relation") != "next"]
+            bundle["link"].append({"relation": "next", "url": self.next_link})
+        return json.dumps(bundle)
 
     def _with_oauth_uris(self, text: str) -> str:
         """Advertise SMART in the CapabilityStatement (rest.security), as SMART servers do."""

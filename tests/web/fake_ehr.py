@@ -15,15 +15,21 @@ import json
 import re
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import responses
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 ISS = "https://ehr.example.org/fhir"
 AUTHORIZE = "https://ehr.example.org/auth/authorize"
 TOKEN = "https://ehr.example.org/auth/token"
+JWKS = "https://ehr.example.org/auth/jwks"
+FHIR_USER = "Practitioner/dr-7"
+_SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "ehr-1"})
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -47,6 +53,12 @@ class FakeEhr:
         self.refresh_ok = refresh_ok
         self.expires_in = expires_in
         self.style = style
+        # The id_token (issued for "openid fhirUser"): signed with id_token_key, published at
+        # JWKS. Tests spoil it with id_token_claims (a function of the claims) or sign it with
+        # id_token_signer (a key the EHR never published).
+        self.id_token_key = _SIGNING_KEY
+        self.id_token_signer: RSAKey | None = None
+        self.id_token_claims = None
         self.resources = example_resources(example)
         self.patient_id = next(r["id"] for r in self.resources if r["resourceType"] == "Patient")
         self.codes: dict[str, dict[str, Any]] = {}
@@ -58,6 +70,8 @@ class FakeEhr:
         self.task_ids = itertools.count(1)
         # Next FHIR GET answers: (status, headers, body), or an exception to raise (a timeout).
         self.fail_next: list[Any] = []
+        # A hostile server: every search Bundle names this as its next page.
+        self.next_link: str | None = None
         self.lock = threading.Lock()
         self._register()
 
@@ -68,8 +82,12 @@ class FakeEhr:
             caps = ["launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
                     "context-ehr-patient", "sso-openid-connect", f"permission-{self.discovery}"]
             r.add(responses.GET, f"{ISS}/.well-known/smart-configuration", json={
+                "issuer": ISS, "jwks_uri": JWKS,
                 "authorization_endpoint": AUTHORIZE, "token_endpoint": TOKEN, "capabilities": caps,
                 "code_challenge_methods_supported": ["S256"]})
+            r.add_callback(responses.GET, JWKS, callback=lambda _req: (
+                200, {"Content-Type": "application/json"},
+                json.dumps({"keys": [self.id_token_key.as_dict(private=False)]})))
         else:
             r.add(responses.GET, f"{ISS}/.well-known/smart-configuration", status=404)
         security = {}
@@ -99,7 +117,7 @@ class FakeEhr:
         code = secrets.token_urlsafe(16)
         self.codes[code] = {"challenge": q["code_challenge"], "redirect_uri": q["redirect_uri"],
                             "scope": q["scope"], "client_id": q["client_id"],
-                            "patient": patient or self.patient_id}
+                            "patient": patient or self.patient_id, "nonce": q.get("nonce")}
         return code, q["state"]
 
     def _issue(self, scope: str, patient: str) -> dict[str, Any]:
@@ -126,7 +144,10 @@ class FakeEhr:
             if grant is None or s256(get("code_verifier") or "") != grant["challenge"] \
                     or get("redirect_uri") != grant["redirect_uri"]:
                 return 400, {}, json.dumps({"error": "invalid_grant"})
-            return 200, {"Content-Type": "application/json"}, json.dumps(self._issue(grant["scope"], grant["patient"]))
+            body = self._issue(grant["scope"], grant["patient"])
+            if {"openid", "fhirUser"} <= set(body["scope"].split()):
+                body["id_token"] = self.id_token(grant["client_id"], grant["nonce"])
+            return 200, {"Content-Type": "application/json"}, json.dumps(body)
         if get("grant_type") == "refresh_token":
             if not self.refresh_ok or get("refresh_token") not in self.refresh_tokens:
                 return 400, {}, json.dumps({"error": "invalid_grant"})
@@ -136,6 +157,17 @@ class FakeEhr:
             body["scope"] = self.grant or "launch openid fhirUser patient/*.rs patient/Task.crus"
             return 200, {"Content-Type": "application/json"}, json.dumps(body)
         return 400, {}, json.dumps({"error": "unsupported_grant_type"})
+
+    def id_token(self, client_id: str, nonce: str | None) -> str:
+        now = int(time.time())
+        claims = {"iss": ISS, "sub": "dr-7", "aud": client_id, "iat": now, "exp": now + 300,
+                  "fhirUser": f"{ISS}/{FHIR_USER}"}
+        if nonce:
+            claims["nonce"] = nonce
+        if self.id_token_claims is not None:
+            claims = self.id_token_claims(claims)
+        key = self.id_token_signer or self.id_token_key
+        return jwt.encode({"alg": "RS256", "kid": key.kid or "ehr-1"}, claims, key)
 
     def expire_tokens(self) -> None:
         self.tokens.clear()
@@ -181,6 +213,8 @@ class FakeEhr:
                 matches += [r for r in self.resources if r["resourceType"] == "Organization"]
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
                   "entry": [{"resource": r} for r in matches]}
+        if self.next_link and path != "Task":
+            bundle["link"] = [{"relation": "next", "url": self.next_link}]
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(bundle)
 
     def _all(self) -> list[dict[str, Any]]:

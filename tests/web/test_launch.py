@@ -3,8 +3,6 @@ tokens, refresh, and the allow-list."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from urllib.parse import urlsplit
 
@@ -13,7 +11,7 @@ import responses
 from web_helpers import authorize_params, complete_launch, make_app, start_launch
 from fake_ehr import AUTHORIZE, ISS, TOKEN, FakeEhr, s256
 
-from smart_app.sessions import SessionStore
+from smart_app.sessions import SqliteStore
 
 
 def test_ehr_launch_redirects_with_every_smart_parameter(client, rsps):
@@ -93,15 +91,18 @@ def test_capability_statement_fallback_when_no_well_known(client, rsps):
     assert client.get("/api/report").get_json()["determination"]
 
 
-def test_open_server_goes_straight_to_the_report_without_tokens(client, rsps):
+def test_open_server_goes_straight_to_the_report_without_tokens(tmp_path, rsps):
+    client = make_app(tmp_path, IVIG_OPEN_ISSUERS=ISS).test_client()
     ehr = FakeEhr(rsps, discovery="open")
     resp = client.get("/launch", query_string={"iss": ISS, "patient": ehr.patient_id})
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/report")
+    assert resp.status_code == 302 and urlsplit(resp.headers["Location"]).path == "/report"
     assert client.get("/api/report").get_json()["patient"]["reference"] == f"Patient/{ehr.patient_id}"
     assert not any("Authorization" in c.request.headers for c in rsps.calls)
+    assert not any("smart-configuration" in c.request.url for c in rsps.calls)  # no discovery
 
 
-def test_open_server_without_patient_is_a_clear_400(client, rsps):
+def test_open_server_without_patient_is_a_clear_400(tmp_path, rsps):
+    client = make_app(tmp_path, IVIG_OPEN_ISSUERS=ISS).test_client()
     FakeEhr(rsps, discovery="open")
     resp = client.get("/launch", query_string={"iss": ISS})
     assert resp.status_code == 400
@@ -307,7 +308,9 @@ def test_need_patient_banner_and_smart_style_are_honoured(client, rsps):
     assert "javascript" not in css  # the hostile highlight colour was dropped
 
 
-def test_launch_form_client_id_makes_a_public_client(client, rsps):
+def test_sandbox_launch_form_client_id_makes_a_public_client(tmp_path, rsps):
+    client = make_app(tmp_path, IVIG_SANDBOX="1").test_client()
+    assert b'name="client_id"' in client.get("/launch.html").data
     ehr = FakeEhr(rsps)
     q = authorize_params(start_launch(client, launch=None, client_id="sandbox-app"))
     assert q["client_id"] == "sandbox-app"
@@ -331,27 +334,27 @@ def test_plain_http_authorize_endpoint_on_a_public_host_is_refused(client, rsps)
 
 
 def test_session_store_round_trip_is_encrypted(tmp_path):
-    store = SessionStore(str(tmp_path / "s.sqlite"), "k" * 32)
+    store = SqliteStore(str(tmp_path / "s.sqlite"), "k" * 32)
     sid = store.create({"token": {"access_token": "very-secret-token"}})
     assert store.get(sid)["token"]["access_token"] == "very-secret-token"
     assert b"very-secret-token" not in (tmp_path / "s.sqlite").read_bytes()
-    other = SessionStore(str(tmp_path / "s.sqlite"), "another-secret-key-xx")
+    other = SqliteStore(str(tmp_path / "s.sqlite"), "another-secret-key-xx")
     assert other.get(sid) is None
 
 
-def test_fhir_user_from_id_token_becomes_the_task_requester():
-    from smart_app.smart import _fhir_user
+def test_fhir_user_of_verified_claims_is_a_relative_reference():
+    from smart_app.smart import fhir_user
 
-    payload = base64.urlsafe_b64encode(json.dumps(
-        {"fhirUser": "https://ehr.example.org/fhir/Practitioner/dr-7"}).encode()).rstrip(b"=").decode()
-    assert _fhir_user(f"e30.{payload}.sig") == "Practitioner/dr-7"
-    assert _fhir_user("not-a-jwt") is None
+    assert fhir_user({"fhirUser": "https://ehr.example.org/fhir/Practitioner/dr-7"}) == "Practitioner/dr-7"
+    assert fhir_user({"fhirUser": "Practitioner/.."}) is None
+    assert fhir_user({"fhirUser": "https://ehr.example.org/fhir/Binary/x"}) is None
+    assert fhir_user({}) is None
 
 
 def test_store_lock_serialises_holders_and_frees_a_dead_holders_key(tmp_path):
     import threading
 
-    store = SessionStore(str(tmp_path / "s.sqlite"), "k" * 32)
+    store = SqliteStore(str(tmp_path / "s.sqlite"), "k" * 32)
     inside, overlaps = [], []
 
     def hold():
@@ -369,7 +372,7 @@ def test_store_lock_serialises_holders_and_frees_a_dead_holders_key(tmp_path):
         t.join()
     assert not overlaps
     # A holder that died (never released) frees the key after its ttl.
-    other = SessionStore(str(tmp_path / "s.sqlite"), "k" * 32)
+    other = SqliteStore(str(tmp_path / "s.sqlite"), "k" * 32)
     other._db().execute("INSERT INTO locks (key, owner, expires) VALUES ('task|y', 'dead', 0)")
     with store.lock("task|y", wait=1):
         pass

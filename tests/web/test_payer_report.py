@@ -32,7 +32,7 @@ def test_report_names_the_payer_and_the_policy_it_chose(app, client, rsps):
     page = client.get("/report").data.decode()
     assert "Chosen from the patient&#39;s Coverage" in page or "Chosen from the patient's Coverage" in page
     assert "Blue Cross and Blue Shield of Montana" in page
-    assert 'href="/source/Coverage/ex01-coverage"' in page
+    assert f'href="/source/Coverage/ex01-coverage?ctx={client.ctx}"' in page
     assert "Default policy:" not in page
     # The Coverage and its payor came in one search (_include), not one read each.
     assert ("GET", "Coverage") in ehr.fhir_calls and ("GET", "Organization/ex01-payer") not in ehr.fhir_calls
@@ -59,10 +59,11 @@ def test_the_clinician_switches_policy_on_the_report_and_back(app, client, rsps)
     page = client.get("/report").data.decode()
     form = re.search(r'<form class="ruleset-switch" method="get" action="/report">(.*?)</form>', page, re.S)
     assert form, "the report has a GET form to switch policy"
+    assert f'name="ctx" value="{client.ctx}"' in form.group(1)  # ... for this launch
     options = re.findall(r'<option value="([^"]*)"', form.group(1))
     assert options == ["", "aaaai-pi", "bcbsmt-ig-2013"]
     resp = client.get("/report", query_string={"ruleset": "aaaai-pi"})
-    assert resp.status_code == 303 and resp.headers["Location"].endswith("/report")
+    assert resp.status_code == 303 and resp.headers["Location"].endswith(f"/report?ctx={client.ctx}")
     report = client.get("/api/report").get_json()
     assert report["ruleset"]["id"] == "aaaai-pi"
     assert report["patient"]["reference"] == f"Patient/{ehr.patient_id}"  # the session kept the patient

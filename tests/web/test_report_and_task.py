@@ -32,7 +32,8 @@ def test_report_page_shows_criteria_evidence_links_dose_and_checklist(client, la
     page = client.get("/report").data.decode()
     assert 'action="/task"' in page and 'method="post"' in page
     assert 'name="csrf_token"' in page
-    assert 'href="/source/Observation/ex01-igg-1"' in page  # evidence links to its source
+    # evidence links to its source, in this launch
+    assert f'href="/source/Observation/ex01-igg-1?ctx={client.ctx}"' in page
     assert "Missing documentation" in page
     assert "body-weight" in page or "body weight" in page.lower()
 
@@ -72,7 +73,7 @@ def test_task_is_created_then_updated_never_duplicated(client, launched):
 def test_task_becomes_completed_when_nothing_is_missing_any_more(client, launched):
     task = _post_task(client).get_json()["task"]
     # The chart is completed: from now on the evaluation finds nothing missing.
-    from smart_app import web
+    from smart_app.views import launched as web
 
     original = web.evaluate_record
 
@@ -95,7 +96,7 @@ def test_task_becomes_completed_when_nothing_is_missing_any_more(client, launche
 
 def test_html_post_redirects_to_report_with_confirmation(client, launched):
     resp = _post_task(client, json_accept=False)
-    assert resp.status_code == 303 and resp.headers["Location"].endswith("/report")
+    assert resp.status_code == 303 and resp.headers["Location"].endswith(f"/report?ctx={client.ctx}")
     page = client.get("/report").data.decode()
     assert "Task created" in page
     again = client.get("/report").data.decode()
@@ -126,6 +127,7 @@ def test_two_concurrent_writes_make_one_task(app, client, launched):
     def write():
         c = app.test_client()
         c.set_cookie("ivig_sid", sid)
+        c.ctx = client.ctx
         results.append(c.post("/task", data={"csrf_token": token}, headers={"Accept": "application/json"}))
 
     threads = [threading.Thread(target=write) for _ in range(2)]
@@ -184,7 +186,7 @@ def test_unexpected_error_page_has_no_traceback_or_record_data(client, launched,
     def boom(*_a, **_k):
         raise ValueError("Jane Q. Doe, MRN 12345, IgG 380")
 
-    monkeypatch.setattr("smart_app.web.evaluate_record", boom)
+    monkeypatch.setattr("smart_app.views.launched.evaluate_record", boom)
     resp = client.get("/report")
     assert resp.status_code == 500
     assert b"Jane" not in resp.data and b"Traceback" not in resp.data and b"12345" not in resp.data
@@ -263,6 +265,5 @@ def test_report_is_reused_briefly_within_a_session_but_task_writes_fetch_fresh(t
     assert reads() == 3  # a Task write always evaluates the record as it is now
     client.get("/report")
     assert reads() == 3  # ... and the page after it shows that evaluation
-    sid = client.get_cookie("ivig_sid").value
-    stored = app.extensions["ivig"].store.get(sid)
+    stored = app.extensions["ivig"].store.get(f"launch:{client.ctx}")
     assert stored["cache"]["report"]["determination"]  # cached server-side, encrypted at rest

@@ -9,6 +9,7 @@ from fake_ehr import ISS, FakeEhr
 
 from smart_app.config import load_config
 from smart_app.web import create_app
+from tests.support.launch_client import LaunchClient
 
 BASE = "http://127.0.0.1:8000"
 
@@ -19,6 +20,7 @@ def make_app(tmp_path, **env):
                "IVIG_SESSION_DB": str(tmp_path / "sessions.sqlite"), "IVIG_REPORT_CACHE_SECONDS": "0", **env}
     app = create_app(load_config(environ))
     app.testing = True
+    app.test_client_class = LaunchClient
     return app
 
 

@@ -1,0 +1,260 @@
+"""The launched session: which launch a request belongs to, its token (renewed when
+needed), its FHIR client and its report. Tokens live only in the server-side store.
+
+A browser session (the ``ivig_sid`` cookie: an opaque random id) may hold several
+launches, one per EHR tab or window. Each launch has its own random handle, carried in
+the URL or form of every page it shows (``?ctx=…``), and is bound to the browser session
+that completed it: a page always shows, and acts on, the patient it was opened for. A
+handle without its browser session, or one that ended, gets a clear page, never another
+patient.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from flask import Response, request
+
+from ..fhir_client import FhirAuthError, FhirClient, FhirError, FhirUnreachable
+from ..payers import load_payer_map
+from ..report import evaluate_record
+from ..runtime import Runtime, cfg, rt
+from ..sessions import Store
+from ..smart import SmartError, can_write_tasks, readable_types, refresh
+from .common import SESSION_ENDED, AppError, now_iso
+
+log = logging.getLogger(__name__)
+
+COOKIE = "ivig_sid"
+CONTEXT = "ctx"  # the query or form field holding a launch's handle
+MAX_LAUNCHES = 20  # launches one browser session keeps; the oldest ends first
+REFRESH_LEEWAY = 30  # seconds before expiry at which a token is renewed ahead of use
+TOUCH_EVERY = 60  # seconds between renewals of a browser session's expiry while it is used
+_HANDLE = re.compile(r"^[A-Za-z0-9_\-]{32,64}$")
+_SID = re.compile(r"^[A-Za-z0-9_\-]{32,64}$")
+
+
+@dataclass
+class Launch:
+    """One launch: its handle (in the pages' URLs) and its data (in the store). Usable from
+    the search threads too (no request context needed)."""
+
+    handle: str
+    data: dict[str, Any]
+    store: Store
+
+    @property
+    def key(self) -> str:
+        return launch_key(self.handle)
+
+    def save(self) -> None:
+        self.store.save(self.key, self.data)
+
+    def end(self) -> None:
+        self.store.delete(self.key)
+
+
+def launch_key(handle: str) -> str:
+    return f"launch:{handle}"
+
+
+def _browser_key(sid: str) -> str:
+    return f"browser:{sid}"
+
+
+# --- the cookie and the browser session -------------------------------------------------------
+def set_cookie(resp: Response, sid: str) -> Response:
+    secure = not cfg().local_development
+    # Inside an EHR iframe the app is a third party: only SameSite=None cookies reach it,
+    # and browsers accept those only with Secure. Plain-http local development uses Lax.
+    resp.set_cookie(COOKIE, sid, httponly=True, secure=secure,
+                    samesite="None" if secure else "Lax", path="/")
+    return resp
+
+
+def cookie_sid() -> str | None:
+    sid = request.cookies.get(COOKIE)
+    return sid if sid and _SID.match(sid) else None
+
+
+def browser_binding() -> str:
+    """The id a pending authorisation is bound to: the cookie's, or a fresh one (set by the
+    caller). Nothing is stored for an anonymous browser until a launch completes."""
+    return cookie_sid() or secrets.token_urlsafe(32)
+
+
+def begin(data: dict[str, Any], old_sid: str | None) -> tuple[str, Launch]:
+    """Store a completed launch; returns (the browser session's new cookie id, the launch).
+
+    The cookie id changes at every login (a planted id is worthless: no fixation), while
+    the browser session's other launches (other tabs) carry over to the new id.
+    """
+    store = rt().store
+    store.purge_expired()
+    browser = store.get(_browser_key(old_sid)) if old_sid else None
+    if browser is None or not isinstance(browser.get("bid"), str):
+        browser = {"bid": secrets.token_urlsafe(32), "launches": []}
+    if old_sid:
+        store.delete(_browser_key(old_sid))
+    launch = Launch(secrets.token_urlsafe(32), {**data, "browser": browser["bid"],
+                                               "csrf": secrets.token_urlsafe(32)}, store)
+    launch.save()
+    handles = [h for h in browser.get("launches") or [] if isinstance(h, str)] + [launch.handle]
+    for ended in handles[:-MAX_LAUNCHES]:
+        store.delete(launch_key(ended))
+    browser["launches"] = handles[-MAX_LAUNCHES:]
+    browser["touched"] = time.time()
+    sid = secrets.token_urlsafe(32)
+    store.save(_browser_key(sid), browser)
+    return sid, launch
+
+
+def launched() -> Launch:
+    """The launch this request names (``ctx``), if it belongs to this browser session."""
+    store = rt().store
+    sid = cookie_sid()
+    browser = store.get(_browser_key(sid)) if sid else None
+    if browser is None:
+        raise AppError(401, "There is no active launch in this browser session.", SESSION_ENDED)
+    handle = request.args.get(CONTEXT) or request.form.get(CONTEXT) or ""
+    if not handle:
+        raise AppError(400, "This page does not say which launch it belongs to.",
+                       "Open the app from the EHR again (or from the launch page).")
+    data = store.get(launch_key(handle)) if _HANDLE.match(handle) else None
+    if data is None or "patient" not in data \
+            or not secrets.compare_digest(str(data.get("browser", "")), browser["bid"]):
+        raise AppError(401, "This launch has ended, or it belongs to another browser session. The app "
+                       "shows no other patient in its place.", SESSION_ENDED)
+    if time.time() - float(browser.get("touched") or 0) > TOUCH_EVERY:
+        browser["touched"] = time.time()
+        store.save(_browser_key(sid), browser)
+    return Launch(handle, data, store)
+
+
+# --- FHIR access for a launched session ---------------------------------------------------------
+def fhir_client(launch: Launch) -> FhirClient:
+    runtime = rt()
+    data = launch.data
+    token = data.get("token")
+    if token is None:  # open server
+        return runtime.fhir_client(data["iss"])
+    if token.get("expires_at") and token["expires_at"] - REFRESH_LEEWAY < time.time():
+        _refresh(runtime, launch, stale=token["access_token"])
+    lock = threading.Lock()
+
+    def on_unauthorized(refused: str | None) -> str | None:
+        # Called from the search threads: one refresh for all of them.
+        with lock:
+            return _refresh(runtime, launch, stale=refused)
+
+    return runtime.fhir_client(data["iss"], token=data["token"]["access_token"],
+                               on_unauthorized=on_unauthorized)
+
+
+def _refresh(runtime: Runtime, launch: Launch, stale: str | None) -> str:
+    """Renew the access token with the refresh token; the session ends if that fails.
+
+    ``stale`` is the token that was refused or is expiring: if the session already holds
+    another one (a parallel search or request renewed it), that one is used instead.
+    """
+    data = launch.data
+    current = data["token"]["access_token"]
+    if stale is not None and current != stale:
+        return current
+    stored = runtime.store.get(launch.key)
+    if stored and stored.get("token") and stored["token"]["access_token"] not in (stale, None):
+        data["token"] = stored["token"]
+        return data["token"]["access_token"]
+    token = data["token"]
+    if not token.get("refresh_token"):
+        launch.end()
+        raise AppError(401, "The access token expired and the EHR gave no refresh token.", SESSION_ENDED)
+    try:
+        data["token"] = refresh(runtime.http, data["token_endpoint"], runtime.credentials(data["client_id"]),
+                                refresh_token=token["refresh_token"], scope=token["scope"],
+                                timeout=runtime.config.fhir_timeout)
+    except SmartError:
+        launch.end()
+        raise AppError(401, "The session expired and could not be renewed.", SESSION_ENDED) from None
+    launch.save()
+    log.info("access token renewed")
+    return data["token"]["access_token"]
+
+
+def auth_refused(data: dict[str, Any]) -> AppError:
+    if data.get("token") is None:
+        return AppError(502, "The FHIR server requires authorization but offers no SMART App Launch.",
+                        "Ask its administrator for a SMART configuration, or use another server.")
+    return AppError(401, "The EHR no longer accepts this session's access token.", SESSION_ENDED)
+
+
+def _readable(data: dict[str, Any]) -> set[str] | None:
+    token = data.get("token")
+    return None if token is None else readable_types(token["scope"])
+
+
+def can_write(data: dict[str, Any]) -> bool:
+    token = data.get("token")
+    return True if token is None else can_write_tasks(token["scope"])
+
+
+def _as_of() -> date:
+    return cfg().as_of or date.today()
+
+
+def evaluate(launch: Launch, *, fresh: bool = False
+             ) -> tuple[dict[str, Any], dict[str, Any] | None, FhirClient | None]:
+    """The launched patient's report: (report, banner fields, client or None if cached).
+
+    A report fetched less than ``IVIG_REPORT_CACHE_SECONDS`` ago in this session is reused
+    (the JSON view after the page, the page after a Task write); ``fresh`` always fetches.
+    The cache lives in the encrypted server-side session, never in the browser.
+    """
+    data = launch.data
+    ttl = cfg().report_cache_seconds
+    cached = data.get("cache")
+    if not fresh and cached and time.time() - cached["at"] < ttl:
+        return cached["report"], cached["banner"], None
+    client = fhir_client(launch)
+    try:
+        record = client.patient_record(data["patient"], readable=_readable(data))
+    except FhirAuthError:
+        launch.end()
+        raise auth_refused(data) from None
+    except FhirUnreachable as exc:
+        raise AppError(504, f"The FHIR server could not be reached: {exc}.",
+                       "Try again in a moment.") from None
+    except FhirError as exc:
+        raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
+    # data["ruleset"] None: the patient's Coverage chooses (payer map), else IVIG_RULESET.
+    report = evaluate_record(record, data.get("ruleset"), _as_of(), default_ruleset=cfg().ruleset,
+                             payer_map=load_payer_map(cfg().payer_map))
+    banner = patient_banner(record.patient)
+    data["fetched_at"] = now_iso()
+    if ttl > 0:
+        data["cache"] = {"at": time.time(), "report": report, "banner": banner}
+    launch.save()
+    return report, banner, client
+
+
+def patient_banner(patient: dict[str, Any]) -> dict[str, Any]:
+    """Name, birth date, sex and first identifier for the banner the EHR asked for (pure)."""
+    name = None
+    for hn in patient.get("name") or []:
+        if not isinstance(hn, dict) or hn.get("use") == "old":
+            continue
+        name = hn.get("text") or " ".join(
+            [*[g for g in hn.get("given") or [] if isinstance(g, str)], hn.get("family") or ""]).strip()
+        if name:
+            break
+    ident = next((i.get("value") for i in patient.get("identifier") or []
+                  if isinstance(i, dict) and isinstance(i.get("value"), str)), None)
+    return {"name": name or None, "birth_date": patient.get("birthDate"),
+            "gender": patient.get("gender"), "identifier": ident}
