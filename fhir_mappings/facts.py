@@ -58,6 +58,12 @@ class Diagnosis:
     verification: str | None = None  # confirmed, provisional, differential, unconfirmed …
     abatement: date | None = None
     note_valuesets: frozenset[str] = frozenset()  # value sets the Condition's notes name
+    # The code names an episode or current state (an exacerbation, a crisis, a relapse): its
+    # onset dates that episode, not the disease.
+    episode: bool = False
+    # Hedging words in the Condition's text or notes ("probable ITP vs drug-induced"): with
+    # no verificationStatus, the diagnosis is not shown to be confirmed.
+    hedged: str = ""
 
     @property
     def active(self) -> bool:
@@ -142,6 +148,12 @@ class Therapy:
     given: bool = True
     route: str | None = None
     end: date | None = None
+    # what it was given for: reasonReference targets, and the value sets, codes and words
+    # of its reasonCode (a reasonCode that only states an outcome is not a "for")
+    for_refs: tuple[str, ...] = ()
+    for_valuesets: frozenset[str] = frozenset()
+    for_codes: frozenset[tuple[str, str]] = frozenset()
+    for_text: str = ""
 
 
 @dataclass(frozen=True)

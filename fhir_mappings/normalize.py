@@ -104,7 +104,13 @@ QUALITATIVE_SNOMED = {
     "260415000": "negative",  # not detected
     "11214006": "positive",  # reactive
     "131194007": "negative",  # non-reactive
+    "165747007": "positive",  # RhD positive
+    "165746003": "negative",  # RhD negative
 }
+# Rh(D) type in the words of a result: "Rh positive", "RhD neg", "O Pos", "A NEG", "B+".
+RH_WORDS = re.compile(r"\brh\s*(?:\(d\)|d)?\s*(?:type)?\s*[:\-]?\s*(positive|negative|pos|neg|\+|-)(?![a-z])",
+                      re.IGNORECASE)
+ABO_RH = re.compile(r"\b(?:A|B|AB|O)\s*(POS|NEG|Pos|Neg|pos|neg|positive|negative|Positive|Negative|\+|-)(?![A-Za-z])")
 ROUTE_SNOMED = {"47625008": "IV", "34206005": "SC"}
 VALUE_STRING = re.compile(
     r"^\s*(?P<cmp><=|>=|<|>|≤|≥)?\s*(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>[^\d\s].*)?$"
@@ -288,22 +294,21 @@ class _Reader:
                          and isinstance(n.get("text"), str))
         conclusion = "; ".join(t for t in (value_text, note) if t)
         self.facts.findings.append(Finding(ref, valuesets, when, _text_of(obs.get("code")),
-                                           conclusion, self.text_valuesets(conclusion)))
+                                           conclusion, self.conclusion_valuesets(conclusion)))
 
     def text_valuesets(self, text: str) -> frozenset[str]:
-        """Value sets a report's own words fall in, skipping negated mentions
-        ("no evidence of demyelination")."""
+        """Value sets a report's or note's own words affirm ("no evidence of demyelination",
+        "AMR ruled out" and "r/o AMR" affirm nothing: terminology.TextContext)."""
         if not text:
             return frozenset()
-        negators = outcome_rules().negators
-        low = text.lower()
-        out = set()
-        for match, start in self.tx.match_text_spans(text):
-            before = re.findall(r"[a-z]+", low[:start])[-3:]
-            if negators & set(before):
-                continue
-            out.add(match.valueset)
-        return frozenset(out)
+        return frozenset(m.valueset for m in self.tx.match_text(text))
+
+    def conclusion_valuesets(self, text: str) -> frozenset[str]:
+        """A report's or result's conclusion: nothing when the report disclaims itself
+        ("findings equivocal, not diagnostic"), else what its words affirm."""
+        if not text or self.tx.context.disclaimer(text):
+            return frozenset()
+        return self.text_valuesets(text)
 
     def _lab(self, obs: dict[str, Any], match: Match, ref: str, when: date | None) -> Lab | None:
         kind = match.valueset
@@ -319,6 +324,8 @@ class _Reader:
             value = _number(q.get("value"))
             unit_in = q.get("code") or q.get("unit")
             comparator = q.get("comparator") if q.get("comparator") in {"<", "<=", ">", ">="} else None
+        elif isinstance(obs.get("valueString"), str) and kind == "rh_type":
+            qualitative = _rh_text(obs["valueString"])
         elif isinstance(obs.get("valueString"), str):
             parsed = VALUE_STRING.match(obs["valueString"])
             if parsed:
@@ -332,7 +339,8 @@ class _Reader:
                 qualitative = _qualitative_text(obs["valueString"])
         elif isinstance(obs.get("valueCodeableConcept"), dict):
             cc = obs["valueCodeableConcept"]
-            qualitative = _code_of(cc, QUALITATIVE_SNOMED) or _qualitative_text(_text_of(cc))
+            words = _rh_text if kind == "rh_type" else _qualitative_text
+            qualitative = _code_of(cc, QUALITATIVE_SNOMED) or words(_text_of(cc))
         elif isinstance(obs.get("valueInteger"), int):
             value = _number(obs["valueInteger"])
         if qualitative is None and interpretation in {"POS", "DET"}:
@@ -394,6 +402,8 @@ class _Reader:
         for raw in ("onsetDateTime", "recordedDate"):
             if isinstance(cond.get(raw), str) and parse_date(cond[raw]) is None:
                 self.warn(f"{ref}: {raw} is not a valid date")
+        notes = "; ".join(n["text"] for n in cond.get("note") or []
+                          if isinstance(n, dict) and isinstance(n.get("text"), str))
         self.facts.diagnoses.append(
             Diagnosis(
                 ref=ref,
@@ -408,9 +418,9 @@ class _Reader:
                 codes=frozenset(_condition_codes(cond.get("code"))),
                 verification=_status_code(cond.get("verificationStatus")),
                 abatement=_effective_date(cond, "abatementDateTime", "abatementPeriod"),
-                note_valuesets=self.text_valuesets("; ".join(
-                    n["text"] for n in cond.get("note") or []
-                    if isinstance(n, dict) and isinstance(n.get("text"), str))),
+                episode=any(self.tx.current_only(m.valueset) for m in found),
+                note_valuesets=self.text_valuesets(notes),
+                hedged=self.tx.context.hedge(f"{_text_of(cond.get('code'))}; {notes}"),
             )
         )
 
@@ -580,11 +590,35 @@ class _Reader:
         if not vs:
             return
         status = str(res.get("status", "unknown"))
+        for_refs, for_vs, for_codes, for_text = self.given_for(res, ref)
         self.facts.therapies.append(
             Therapy(ref, vs, "medication", status, _effective_date(res, *keys), _text_of(cc),
                     reason, frozenset(outcomes), status in GIVEN_STATUS[res["resourceType"]],
-                    self.route_of(res, cc), _period_end(res))
+                    self.route_of(res, cc), _period_end(res), for_refs, for_vs, for_codes, for_text)
         )
+
+    def given_for(self, res: dict[str, Any], ref: str) -> tuple[
+            tuple[str, ...], frozenset[str], frozenset[tuple[str, str]], str]:
+        """What a therapy was given for: its reasonReference targets, and the value sets,
+        codes and words of its reasonCode. A reasonCode that only states an outcome
+        ("treatment failure") says nothing about what the therapy was for."""
+        refs = tuple(r["reference"] for r in res.get("reasonReference") or []
+                     if isinstance(r, dict) and isinstance(r.get("reference"), str))
+        found: set[str] = set()
+        codes: set[tuple[str, str]] = set()
+        words: list[str] = []
+        rules = outcome_rules()
+        for rc in res.get("reasonCode") or []:
+            if not isinstance(rc, dict):
+                continue
+            text = _text_of(rc)
+            if rules.from_codings(normalised_codings(rc)) or (text and rules.from_text(text, reason_code=True)):
+                continue
+            found |= {m.valueset for m in self.matches(rc, ref)}
+            codes |= _condition_codes(rc)
+            if text:
+                words.append(text)
+        return refs, frozenset(found), frozenset(codes), "; ".join(words)
 
     def stated_outcomes(self, res: dict[str, Any]) -> tuple[set[str], str]:
         """What the record states about a therapy (data/therapy_outcomes.toml), and the
@@ -608,9 +642,14 @@ class _Reader:
                 outcomes |= stated
                 if (stated or key != "reasonCode") and _text_of(cc):
                     texts.append(_text_of(cc))
+        # A note on a therapy still being given states at most an inadequate response; its
+        # "side effects" or "failed" words are not the outcome of a therapy that goes on.
+        ongoing = res.get("status") in {"active", "in-progress", "intended", "draft", "preparation"}
         for note in res.get("note") or []:
             if isinstance(note, dict) and isinstance(note.get("text"), str):
                 stated = rules.from_text(note["text"])
+                if ongoing:
+                    stated &= {"inadequate"}
                 outcomes |= stated
                 if stated:
                     texts.append(note["text"])
@@ -695,7 +734,7 @@ class _Reader:
                 n["text"] for n in proc.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
             conclusion = "; ".join(w for w in words if w)
             self.facts.findings.append(Finding(ref, found, when, _text_of(proc.get("code")),
-                                               conclusion, self.text_valuesets(conclusion)))
+                                               conclusion, self.conclusion_valuesets(conclusion)))
 
     def diagnostic_report(self, report: dict[str, Any]) -> None:
         if report.get("status") not in {"final", "amended", "corrected", "appended"}:
@@ -705,7 +744,7 @@ class _Reader:
         words = [report.get("conclusion") if isinstance(report.get("conclusion"), str) else ""]
         words += [_text_of(cc) for cc in report.get("conclusionCode") or []]
         conclusion = "; ".join(w for w in words if w)
-        named = self.text_valuesets(conclusion)
+        named = self.conclusion_valuesets(conclusion)
         # A report of any kind whose conclusion names a clinical finding documents it
         # ("falling vital capacity" in a pulmonary function report).
         if found or any(v.startswith("finding_") for v in named):
@@ -724,6 +763,15 @@ def _number(value: Any) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) and abs(number) < 1e12 else None
+
+
+def _rh_text(text: str) -> str | None:
+    """An Rh(D) type from its words; a text that says neither is no result (never guessed
+    from other words of the report, e.g. "antibody screen negative")."""
+    match = RH_WORDS.search(text) or ABO_RH.search(text)
+    if not match:
+        return None
+    return "positive" if match.group(1).lower() in {"positive", "pos", "+"} else "negative"
 
 
 def _severity(cc: Any) -> str | None:

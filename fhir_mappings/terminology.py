@@ -60,8 +60,9 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.12.292": "http://hl7.org/fhir/sid/cvx",
 }
 CSV_COLUMNS = ("system", "code", "display", "status", "source", "note")
-MANIFEST_KEYS = {"description", "file", "source", "text_match"}
+MANIFEST_KEYS = {"description", "file", "source", "text_match", "temporality"}
 TEXT_MATCH = {"fallback", "always"}
+TEMPORALITY = {"any", "current"}
 STATUSES = {"verified", "unverified"}
 
 
@@ -99,6 +100,78 @@ class ValueSet:
     source: str
     concepts: list[Concept] = field(default_factory=list)
     text_always: bool = False  # matched on text even when a coding matched (see module doc)
+    current_only: bool = False  # temporality = "current": a past or planned mention does not count
+
+
+CONTEXT_KINDS = ("negation", "hedge", "planned", "history", "carriage")
+CLAUSE_END = re.compile(r"[.;,\n]|\bbut\b|\bhowever\b")
+WORDS = re.compile(r"[a-z0-9][a-z0-9/'+-]*|\?")
+
+
+@dataclass(frozen=True)
+class TextContext:
+    """What the words around a term do to it (``data/text_context.toml``)."""
+
+    window: int
+    before: dict[str, tuple[tuple[str, ...], ...]]  # kind -> trigger word sequences
+    after: dict[str, tuple[tuple[str, ...], ...]]
+    disclaimers: tuple[tuple[str, ...], ...] = ()
+
+    @staticmethod
+    def _has(words: list[str], triggers: tuple[tuple[str, ...], ...]) -> bool:
+        for trig in triggers:
+            n = len(trig)
+            if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
+                return True
+        return False
+
+    def kinds(self, low: str, start: int, end: int) -> set[str]:
+        """The context kinds acting on the term at ``low[start:end]``, within its clause."""
+        head = CLAUSE_END.split(low[:start])[-1]
+        tail = CLAUSE_END.split(low[end:])[0]
+        before = WORDS.findall(head)[-self.window:]
+        after = WORDS.findall(tail)[:self.window]
+        return {k for k in CONTEXT_KINDS
+                if self._has(before, self.before.get(k, ())) or self._has(after, self.after.get(k, ()))}
+
+
+    @staticmethod
+    def _first(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
+        words = WORDS.findall(text.lower())
+        for trig in triggers:
+            n = len(trig)
+            if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
+                return " ".join(trig)
+        return ""
+
+    def hedge(self, text: str) -> str:
+        """The first hedging words in ``text`` ("probable", "r/o", "work-up pending"), or ""."""
+        return self._first(text, self.before.get("hedge", ()) + self.after.get("hedge", ()))
+
+    def disclaimer(self, text: str) -> str:
+        """Words by which a report disclaims itself ("equivocal, not diagnostic"), or ""."""
+        return self._first(text, self.disclaimers)
+
+
+def load_text_context(path: Path | None = None) -> TextContext:
+    path = path or DATA_DIR / "text_context.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    unknown = set(data) - {"version", "window", "disclaimer", *CONTEXT_KINDS}
+    if unknown:
+        raise TerminologyError(f"{path.name}: unknown keys {sorted(unknown)}")
+    disclaimer = data.get("disclaimer", {})
+    if set(disclaimer) - {"phrases"}:
+        raise TerminologyError(f"{path.name}: [disclaimer] may only have 'phrases'")
+    before: dict[str, tuple[tuple[str, ...], ...]] = {}
+    after: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for kind in CONTEXT_KINDS:
+        table = data.get(kind, {})
+        if set(table) - {"before", "after"}:
+            raise TerminologyError(f"{path.name}: [{kind}] may only have 'before' and 'after'")
+        before[kind] = tuple(tuple(WORDS.findall(t.lower())) for t in table.get("before", []))
+        after[kind] = tuple(tuple(WORDS.findall(t.lower())) for t in table.get("after", []))
+    return TextContext(int(data.get("window", 6)), before, after,
+                       tuple(tuple(WORDS.findall(t.lower())) for t in disclaimer.get("phrases", [])))
 
 
 def _norm_icd(code: str) -> str:
@@ -108,8 +181,10 @@ def _norm_icd(code: str) -> str:
 class Terminology:
     """All value sets, indexed for fast lookup of a coding."""
 
-    def __init__(self, valuesets: dict[str, ValueSet]):
+    def __init__(self, valuesets: dict[str, ValueSet], context: TextContext | None = None):
         self.valuesets = valuesets
+        self.context = context or load_text_context()
+        self._current_only = frozenset(vs.name for vs in valuesets.values() if vs.current_only)
         self._exact: dict[tuple[str, str], list[tuple[str, Concept]]] = {}
         self._icd_prefix: dict[str, list[tuple[str, Concept]]] = {}
         self._text_terms: dict[str, list[tuple[str, Concept]]] = {}
@@ -134,6 +209,10 @@ class Terminology:
     def __contains__(self, name: str) -> bool:
         return name in self.valuesets
 
+    def current_only(self, name: str) -> bool:
+        """The value set names a current state or episode (``temporality = "current"``)."""
+        return name in self._current_only
+
     def match_coding(self, system: str | None, code: str | None) -> list[Match]:
         if not system or not code or not isinstance(system, str) or not isinstance(code, str):
             return []
@@ -156,22 +235,26 @@ class Terminology:
         return [Match(n, c, code) for n, c in self._exact.get((system, code.strip()), ())]
 
     def match_text(self, text: str | None) -> list[Match]:
+        """Every value-set term the text affirms. A term the words around it deny, hedge or
+        attribute to carriage ("AMR ruled out", "r/o Miller Fisher", "MRSA colonization")
+        does not match; for ``temporality = "current"`` sets neither does a past or planned
+        one ("history of myasthenic crisis", "referred for stem cell transplant")."""
         if not text or not isinstance(text, str) or self._text_re is None:
             return []
-        found = dict.fromkeys(m.group(1) for m in self._text_re.finditer(text.lower()))
+        low = text.lower()
+        out: dict[tuple[str, str], Match] = {}
         # The lookahead is zero-width, so every start position is tried: a term inside a
         # longer one is found when it starts elsewhere; at one start the longest term wins.
-        return [Match(n, c, text) for term in found for n, c in self._text_terms[term]]
-
-    def match_text_spans(self, text: str | None) -> list[tuple[Match, int]]:
-        """Every term found in ``text`` with its start offset (for negation checks)."""
-        if not text or not isinstance(text, str) or self._text_re is None:
-            return []
-        out = []
-        for m in self._text_re.finditer(text.lower()):
+        for m in self._text_re.finditer(low):
             term = m.group(1)
-            out.extend((Match(n, c, text), m.start()) for n, c in self._text_terms[term])
-        return out
+            kinds = self.context.kinds(low, m.start(), m.start() + len(term))
+            if kinds & {"negation", "hedge", "carriage"}:
+                continue
+            for n, c in self._text_terms[term]:
+                if n in self._current_only and kinds & {"history", "planned"}:
+                    continue
+                out.setdefault((n, c.code), Match(n, c, text))
+        return list(out.values())
 
     def match_concept(self, cc: object) -> list[Match]:
         """Every value-set match of a FHIR CodeableConcept (a dict); codes before text.
@@ -250,10 +333,15 @@ def load_terminology(data_dir: Path = DATA_DIR) -> Terminology:
             raise TerminologyError(
                 f"{manifest_path.name}: [valuesets.{name}] text_match must be one of {sorted(TEXT_MATCH)}"
             )
+        temporality = entry.get("temporality", "any")
+        if temporality not in TEMPORALITY:
+            raise TerminologyError(
+                f"{manifest_path.name}: [valuesets.{name}] temporality must be one of {sorted(TEMPORALITY)}"
+            )
         concepts = _load_csv(data_dir / "valuesets" / entry["file"], name)
         valuesets[name] = ValueSet(
             name, entry.get("description", ""), entry.get("source", ""), concepts,
-            text_always=text_match == "always",
+            text_always=text_match == "always", current_only=temporality == "current",
         )
     return Terminology(valuesets)
 

@@ -41,21 +41,26 @@ class OutcomeRules:
     phrases: dict[str, str]  # phrase -> outcome
     in_reason_code: frozenset[str]
     negators: frozenset[str]
+    advisory: frozenset[str]
+    denials: frozenset[str]
     pattern: re.Pattern[str]
 
     def from_codings(self, codings: Iterable[tuple[str, str]]) -> set[str]:
         return {self.coded[k] for k in codings if k in self.coded}
 
     def from_text(self, text: str, *, reason_code: bool = False) -> set[str]:
-        """Outcomes stated in ``text``; a phrase right after a negator does not count."""
+        """Outcomes stated in ``text``. A phrase does not count right after a negator ("no
+        adverse effects") or an advisory word ("counseled on side effects", "monitor for
+        toxicity"), nor when the words after it deny it ("side effects: none")."""
         low = text.lower()
         found: set[str] = set()
         for m in self.pattern.finditer(low):
             phrase = m.group(1)
             if reason_code and phrase not in self.in_reason_code:
                 continue
-            before = re.findall(r"[a-z]+", low[: m.start()])[-3:]
-            if self.negators & set(before):
+            before = set(re.findall(r"[a-z]+", low[: m.start()])[-3:])
+            after = set(re.findall(r"[a-z]+", re.split(r"[.;]", low[m.end():], maxsplit=1)[0])[:2])
+            if self.negators & before or self.advisory & before or self.denials & after:
                 continue
             found.add(self.phrases[phrase])
         return found
@@ -65,7 +70,7 @@ class OutcomeRules:
 def outcome_rules() -> OutcomeRules:
     path = DATA_DIR / "therapy_outcomes.toml"
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    _strict(data, {"version", "negators", "coded", "phrase"}, path.name)
+    _strict(data, {"version", "negators", "advisory", "denials", "coded", "phrase"}, path.name)
     coded: dict[tuple[str, str], str] = {}
     for row in data.get("coded", []):
         _strict(row, {"system", "code", "display", "outcome", "status", "source"}, f"{path.name} [[coded]]")
@@ -85,7 +90,8 @@ def outcome_rules() -> OutcomeRules:
         if row["in_reason_code"]:
             in_reason_code.add(text)
     return OutcomeRules(coded, phrases, frozenset(in_reason_code),
-                        frozenset(data.get("negators", [])), _words_re(phrases))
+                        frozenset(data.get("negators", [])), frozenset(data.get("advisory", [])),
+                        frozenset(data.get("denials", [])), _words_re(phrases))
 
 
 @dataclass(frozen=True)
