@@ -15,18 +15,20 @@ show is ``missing``, with an item saying what to document. Pure functions; no I/
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from fhir_mappings.dates import years_between
 from fhir_mappings.facts import Diagnosis, Lab, PatientFacts, Therapy
-from fhir_mappings.normalize import DOCUMENTED_FAILURE
+from fhir_mappings.normalize import DOCUMENTED_FAILURE, LAB_UNITS
 
 from . import model as m
 from .timeline import Timeline, igg_results, latest_weight, pretreatment_igg
 
 MET, NOT_MET, MISSING, NA = "met", "not-met", "missing", "not-applicable"
+LAB_KINDS = frozenset(LAB_UNITS)
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,23 @@ def _below(lab: Lab, bound: float, reference_range_counts: bool) -> bool | None:
     return False
 
 
-def _latest_days(labs: list[Lab], n: int) -> list[Lab]:
-    """The latest result of each of the ``n`` most recent days (oldest first)."""
+def _latest_days(labs: list[Lab], n: int, apart: int = 0) -> list[Lab]:
+    """The latest result of each of the ``n`` most recent occasions (oldest first); with
+    ``apart``, occasions at least that many days apart (two draws in one illness are one
+    occasion)."""
     by_day: dict[date | None, Lab] = {}
     for lab in labs:  # labs are sorted oldest first: the last of a day wins
         by_day[lab.date] = lab
     days = sorted(by_day, key=lambda d: d or date.min)
-    return [by_day[d] for d in days[-n:]]
+    if apart <= 0 or n <= 1:
+        return [by_day[d] for d in days[-n:]]
+    chosen: list[date | None] = []
+    for day in reversed(days):
+        if not chosen or (day is not None and chosen[-1] is not None and (chosen[-1] - day).days >= apart):
+            chosen.append(day)
+        if len(chosen) == n:
+            break
+    return [by_day[d] for d in reversed(chosen)]
 
 
 def check_igg(c: m.IggCheck, ctx: Context) -> Result:
@@ -171,7 +183,7 @@ def check_igg(c: m.IggCheck, ctx: Context) -> Result:
         if c.timing == "any" and tl.status == "continuation" and c.below_mg_dl is not None:
             # On-therapy troughs below the threshold show the deficiency all the more.
             low = [x for x in everything if _below(x, c.below_mg_dl, c.below_reference_range_counts)]
-            days = _latest_days(low, c.occasions)
+            days = _latest_days(low, c.occasions, c.min_days_apart)
             if len(days) >= c.occasions:
                 return Result(MET, [lab_evidence(x, "IgG (on therapy)") for x in days],
                               detail=f"IgG on therapy below {c.below_mg_dl:g} mg/dL")
@@ -191,7 +203,7 @@ def check_igg(c: m.IggCheck, ctx: Context) -> Result:
             return Result(MISSING, ev, [_item(c, "Document the IgG with the laboratory's "
                           "age-specific reference range, to show it is normal.")])
         return Result(MET, ev, detail=f"IgG {lab.shown()} within the laboratory's range")
-    days = _latest_days(pool, c.occasions)
+    days = _latest_days(pool, c.occasions, c.min_days_apart)
     ev = [lab_evidence(x, "IgG") for x in _latest_days(pool, max(3, c.occasions))]
     latest = days[-1]
     if c.below_mg_dl is not None:
@@ -202,9 +214,10 @@ def check_igg(c: m.IggCheck, ctx: Context) -> Result:
             return Result(MISSING, ev, [_item(c, "Document the measured IgG value.",
                           "The IgG was reported only as a lower bound.")])
         if len(days) < c.occasions or not all(verdicts):
-            return Result(MISSING, ev, [_item(c, f"Document {c.occasions} {what} IgG results on "
-                          f"different days, each below {c.below_mg_dl:g} mg/dL (persistent "
-                          "hypogammaglobulinemia).", f"Found {sum(1 for v in verdicts if v)} below.")])
+            return Result(MISSING, ev, [_item(c, f"Document {c.occasions} {what} IgG results at least "
+                          f"{c.min_days_apart} days apart, each below {c.below_mg_dl:g} mg/dL "
+                          "(persistent hypogammaglobulinemia).", f"Found {sum(1 for v in verdicts if v)} "
+                          "qualifying occasion(s).")])
         low_note = " (below the laboratory's range)" if latest.value >= c.below_mg_dl else ""
         return Result(MET, ev, detail=f"{what} IgG {', '.join(x.shown() for x in days)}{low_note} "
                       f"vs. < {c.below_mg_dl:g} mg/dL")
@@ -219,7 +232,10 @@ def check_igg(c: m.IggCheck, ctx: Context) -> Result:
 
 def check_igg_recent(c: m.IggRecentCheck, ctx: Context) -> Result:
     since = days_before(ctx.as_of, c.within_days)
-    recent = [x for x in igg_results(ctx.facts, ctx.as_of) if x.date is not None and x.date >= since]
+    start = ctx.tl.first_dose
+    # A trough is drawn on therapy: a baseline from before the first dose is not one.
+    recent = [x for x in igg_results(ctx.facts, ctx.as_of) if x.date is not None and x.date >= since
+              and (start is None or x.date >= start)]
     if recent:
         return Result(MET, [lab_evidence(x, "IgG") for x in recent[-3:]])
     return Result(MISSING, [], [_item(c, f"Document an IgG trough level drawn within "
@@ -342,7 +358,11 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
                 uninterpretable.append(t)  # a protective titer on therapy may be the donors'
             else:
                 adequate.append(t)
-        if adequate and not inadequate and not uninterpretable:
+        share_rule = antigen == "pneumococcal" and not c.require_pre_titer and (
+            c.min_serotypes > 1 or c.min_share_nonprotective > 0)
+        if share_rule:
+            res = _share_nonprotective(c, ev, post)
+        elif adequate and not inadequate and not uninterpretable:
             res = Result(NOT_MET, ev, detail=f"adequate {antigen} response documented")
         elif c.severe and antigen == "pneumococcal":
             res = _severe_pneumococcal(c, ev, post, on_therapy, bool(inadequate))
@@ -370,6 +390,20 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
     return best
 
 
+def _share_nonprotective(c: m.VaccineResponseCheck, ev: list[Evidence], post: list[Lab]) -> Result:
+    """Low post-vaccination titers in enough serotypes: "failure to form antibodies" is not one
+    low serotype among protective ones (a low titer on therapy is still low: donor antibody
+    only raises it)."""
+    latest = {t.label: t for t in post}
+    low = sum(1 for t in latest.values() if t.value < c.protective_pneumococcal_ug_ml)
+    detail = f"{low} of {len(latest)} pneumococcal serotypes below {c.protective_pneumococcal_ug_ml:g} µg/mL after the vaccination"
+    if len(latest) < c.min_serotypes:
+        return Result(MISSING, ev, detail=f"{detail}; at least {c.min_serotypes} serotypes are needed")
+    if low / len(latest) >= max(c.min_share_nonprotective, 1e-9):
+        return Result(MET, ev, detail=f"inadequate pneumococcal response: {detail}")
+    return Result(NOT_MET, ev, detail=f"adequate pneumococcal response: {detail}")
+
+
 def _severe_pneumococcal(c: m.VaccineResponseCheck, ev: list[Evidence], post: list[Lab],
                          on_therapy: list[Lab], inadequate: bool) -> Result:
     """"Severe polysaccharide nonresponsiveness": at most a few serotypes protective."""
@@ -387,18 +421,39 @@ def _severe_pneumococcal(c: m.VaccineResponseCheck, ev: list[Evidence], post: li
     return Result(MISSING, ev, detail=f"{detail}; pre-vaccination titers are needed for the fold-rise")
 
 
-def check_vaccine_response(c: m.VaccineResponseCheck, ctx: Context) -> Result:
-    parts = [_antigen_response(c, ctx, a) for a in c.antigens]
-    evidence = _dedupe([e for p in parts for e in p.evidence])
-    details = _join([p.detail for p in parts])
+def _combine_any(parts: list[Result]) -> str:
+    """met if any part is met; not-met if every tested part is not-met; else missing."""
     if any(p.status == MET for p in parts):
-        return Result(MET, evidence, detail=_join([p.detail for p in parts if p.status == MET]))
+        return MET
     tested = [p for p in parts if not p.detail.startswith(UNTESTED)]
     if tested and all(p.status == NOT_MET for p in tested):
+        return NOT_MET
+    return MISSING
+
+
+def check_vaccine_response(c: m.VaccineResponseCheck, ctx: Context) -> Result:
+    parts = {a: _antigen_response(c, ctx, a) for a in c.antigens}
+    evidence = _dedupe([e for p in parts.values() for e in p.evidence])
+    details = _join([p.detail for p in parts.values()])
+    if c.both_classes:
+        # "protein and polysaccharide antigens": a toxoid and the pneumococcal vaccine.
+        protein = _combine_any([parts[a] for a in ("tetanus", "diphtheria") if a in parts])
+        poly = _combine_any([parts[a] for a in ("pneumococcal",) if a in parts])
+        status = NOT_MET if NOT_MET in (protein, poly) else MET if protein == poly == MET else MISSING
+    else:
+        status = _combine_any(list(parts.values()))
+    if status == MET:
+        return Result(MET, evidence, detail=_join([p.detail for p in parts.values() if p.status == MET]))
+    if status == NOT_MET:
         return Result(NOT_MET, evidence, detail=details)
     pre = "pre- and " if c.require_pre_titer else ""
     severe = (f" For a severe nonresponse, at most {c.severe_max_protective} of at least "
               f"{c.severe_min_serotypes} pneumococcal serotypes may be protective.") if c.severe else ""
+    if c.min_serotypes > 1:
+        severe += (f" At least {c.min_serotypes} pneumococcal serotypes, {c.min_share_nonprotective:.0%} "
+                   "or more of them below the protective level.")
+    if c.both_classes:
+        severe += " Both a protein antigen (tetanus or diphtheria) and the pneumococcal polysaccharide vaccine."
     default = (f"Document {pre}post-vaccination antibody titers paired with a dated vaccination "
                "(pneumococcal polysaccharide vaccine: titers 3–6 weeks after; tetanus/diphtheria: "
                "3–4 weeks after), drawn before immune globulin was started or at least four months "
@@ -420,14 +475,24 @@ def check_igg_subclass(c: m.SubclassCheck, ctx: Context) -> Result:
     low_days = [d for d, xs in by_day.items() if any(x.low for x in xs)]
     usable = [d for d in low_days if infection_free(d)]
     ev = [lab_evidence(x) for x in labs[-8:]]
-    if len(usable) >= c.occasions:
-        return Result(MET, ev, detail=f"subclass deficiency on {len(usable)} occasions with no "
-                      f"infection recorded in the {c.infection_free_days} days before")
+    # "Deficiency of one or more IgG subclasses … assessed on at least two occasions": the
+    # same subclass low each time (IgG2 low once and IgG3 low once is not a deficiency shown
+    # twice).
+    by_subclass: dict[str, set[date]] = {}
+    for day in usable:
+        for x in by_day[day]:
+            if x.low:
+                by_subclass.setdefault(x.label, set()).add(day)
+    repeated = {label: days for label, days in by_subclass.items() if len(days) >= c.occasions}
+    if repeated:
+        label, days = max(repeated.items(), key=lambda kv: len(kv[1]))
+        return Result(MET, ev, detail=f"{label or 'IgG subclass'} low on {len(days)} occasions with "
+                      f"no infection recorded in the {c.infection_free_days} days before")
     interpretable = [d for d, xs in by_day.items() if any(x.ref_low is not None or x.interpretation for x in xs)]
     if len(interpretable) >= c.occasions and not low_days:
         return Result(NOT_MET, ev, detail="IgG subclasses within the reference range")
     during = len(low_days) - len(usable)
-    found = f"Found {len(usable)} qualifying occasion(s)" + (
+    found = f"Found {max((len(d) for d in by_subclass.values()), default=0)} qualifying occasion(s) of one subclass" + (
         f"; {during} low result(s) were drawn within {c.infection_free_days} days of an infection" if during else "") + "."
     return Result(MISSING, ev, [_item(c, f"Document IgG subclass levels with the laboratory's "
                   f"age-specific reference range on at least {c.occasions} occasions, drawn while the "
@@ -465,35 +530,72 @@ def check_platelets(c: m.PlateletCheck, ctx: Context) -> Result:
 
 
 # --- documented findings, therapies, severity -------------------------------------------------
+def _lab_says(lab: Lab, result: str) -> bool | None:
+    """Whether a lab result is positive / negative: its coded or worded result, else its
+    interpretation flag or the laboratory's range (a numeric anti-GAD titer above the upper
+    limit is positive). None when it says neither."""
+    if lab.qualitative is not None:
+        return lab.qualitative == result
+    flag = lab.interpretation
+    positive = flag in {"H", "HH", "HU", "POS", "A", "AA", "DET"} or (
+        lab.value is not None and lab.ref_high is not None and lab.value > lab.ref_high)
+    negative = flag in {"N", "NEG", "ND"} or (
+        lab.value is not None and lab.ref_high is not None and lab.value <= lab.ref_high)
+    if not (positive or negative):
+        return None
+    return positive if result == "positive" else negative
+
+
+PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+
+
 def check_documented(c: m.DocumentedCheck, ctx: Context) -> Result:
     wanted = set(c.valuesets)
-    since = days_before(ctx.as_of, c.within_days) if c.within_days else None
+    until = (ctx.tl.first_dose or ctx.as_of) if c.window_ends == "first-dose" else ctx.as_of
+    since = days_before(until, c.within_days) if c.within_days else None
+    own = {d.ref for d in ctx.diagnoses}
 
     def in_window(day: date | None) -> bool:
         if since is None:
-            return day is None or day <= ctx.as_of
-        return day is not None and since <= day <= ctx.as_of
+            return day is None or day <= until
+        return day is not None and since <= day <= until
 
     ev: list[Evidence] = []
     negative: list[Evidence] = []
     unshown: list[Evidence] = []  # a report whose conclusion does not show the result
     for dx in ctx.facts.diagnoses:
-        if wanted & (dx.valuesets | dx.note_valuesets) and (dx.active or c.include_resolved) \
-                and in_window(dx.when):
+        if c.scope == "indication" and dx.ref not in own:
+            continue
+        # A Condition's notes speak for that Condition only when it is the indication's
+        # (an osteoarthritis note "unable to walk" says nothing about the Guillain-Barré).
+        named = dx.valuesets | (dx.note_valuesets if dx.ref in own else frozenset())
+        if wanted & named and (dx.active or c.include_resolved) and in_window(dx.when):
             ev.append(dx_evidence(dx))
-    if not c.conditions_only:
+    if c.contradicted_by and any(set(c.contradicted_by) & d.valuesets and d.active
+                                 for d in ctx.facts.diagnoses):
+        against = [dx_evidence(d) for d in ctx.facts.diagnoses
+                   if set(c.contradicted_by) & d.valuesets and d.active]
+        return Result(NOT_MET, against, detail="the record documents the opposite")
+    # A report or procedure coded as a laboratory test is not its result: the result is
+    # read from the Observation (a DiagnosticReport coded "VDRL" may say "reactive").
+    qualifying = wanted - LAB_KINDS
+    if not c.conditions_only and c.scope == "record":
         for f in ctx.facts.findings:
             if not in_window(f.date):
                 continue
-            coded = bool(wanted & f.valuesets)
+            coded = bool(qualifying & f.valuesets)
             # A report whose own conclusion names the finding documents it too ("unable to
             # walk independently" in a neurology note); with conclusion_all, the report must
             # be of the right kind and its conclusion must state the required result.
-            if not coded and (c.conclusion_all or not wanted & f.text_valuesets):
+            if not coded and (c.conclusion_all or not qualifying & f.text_valuesets):
                 continue
             conclusion = f": {f.conclusion}" if f.conclusion else ""
             e = Evidence(f.ref, f"{f.display} on {_d(f.date)}{conclusion}")
-            (ev if all(v in f.text_valuesets for v in c.conclusion_all) else unshown).append(e)
+            shown = all(v in f.text_valuesets for v in c.conclusion_all)
+            if shown and c.percent_above is not None:
+                stated = [float(x) for x in PERCENT.findall(f.conclusion)]
+                shown = not stated or max(stated) > c.percent_above
+            (ev if shown else unshown).append(e)
         for t in ctx.facts.therapies:
             current = t.status in {"active", "in-progress"} or not c.therapy_active
             if wanted & t.valuesets and t.given and current and in_window(t.date):
@@ -502,36 +604,43 @@ def check_documented(c: m.DocumentedCheck, ctx: Context) -> Result:
     hiv = _hiv_status(ctx.facts)
     indeterminate: list[Evidence] = []
     lab_ev: list[Evidence] = []
+    unread: list[Evidence] = []
     for kind in sorted(wanted):
         labs = [x for x in ctx.facts.lab(kind) if in_window(x.date)]
-        if not c.conditions_only and labs:
-            lab = labs[-1]  # the latest result decides
-            if limit is not None:
-                if lab.value is None:
-                    continue
-                if lab.value < limit:
-                    lab_ev.append(lab_evidence(lab))
-                elif hiv_limit is not None and lab.value < hiv_limit and hiv is None:
-                    indeterminate.append(lab_evidence(lab))
-                elif hiv_limit is not None and lab.value < hiv_limit and hiv:
-                    lab_ev.append(lab_evidence(lab, f"{lab.label or lab.kind} (HIV-positive limit)"))
-                else:
-                    negative.append(lab_evidence(lab))
-            elif c.lab_result == "any" or lab.qualitative == c.lab_result:
-                ev.append(lab_evidence(lab))
-            elif lab.qualitative is not None:
+        if c.conditions_only or c.scope == "indication" or not labs:
+            continue
+        lab = labs[-1]  # the latest result decides
+        if limit is not None:
+            if lab.value is None:
+                continue
+            if lab.value < limit:
+                lab_ev.append(lab_evidence(lab))
+            elif hiv_limit is not None and lab.value < hiv_limit and hiv is None:
+                indeterminate.append(lab_evidence(lab))
+            elif hiv_limit is not None and lab.value < hiv_limit and hiv:
+                lab_ev.append(lab_evidence(lab, f"{lab.label or lab.kind} (HIV-positive limit)"))
+            else:
                 negative.append(lab_evidence(lab))
+        elif c.lab_result == "any":
+            ev.append(lab_evidence(lab))
+        else:
+            says = _lab_says(lab, c.lab_result)
+            if says is None:
+                unread.append(lab_evidence(lab))
+            else:
+                (ev if says else negative).append(lab_evidence(lab))
     if limit is not None and (lab_ev or negative):
         # A measured value is the most specific evidence: it decides over a coded category
         # (a gestational age of 39 weeks over a "preterm" problem-list entry).
         return Result(MET, _dedupe(lab_ev)) if lab_ev else Result(
             NOT_MET, negative, detail=f"result is not below {limit:g}")
-    if ev:
-        return Result(MET, _dedupe(ev))
+    ev = _dedupe(ev)
+    if len(ev) >= c.min_count:
+        return Result(MET, ev)
     if negative:
         why = f"not below {limit:g}" if limit is not None else f"not {c.lab_result}"
         return Result(NOT_MET, negative, detail=f"result is {why}")
-    if indeterminate and not ev:
+    if indeterminate:
         return Result(MISSING, indeterminate, [_item(c, "Document the result.", (
             f"The result is below {hiv_limit:g} but not below {limit:g}: it meets the criterion only "
             "if the patient is HIV-seropositive. Document the HIV status."))])
@@ -539,8 +648,13 @@ def check_documented(c: m.DocumentedCheck, ctx: Context) -> Result:
     if unshown:
         found = ("Found " + "; ".join(e.summary for e in unshown[:2])
                  + " — the report does not state the result the policy requires.")
-    return Result(MISSING, unshown[:2], [_item(c, "Document it in the record (problem list, "
-                  "procedure report or laboratory result).", found)])
+    elif unread:
+        found = ("Found " + "; ".join(e.summary for e in unread[:2])
+                 + f" — the result does not say whether it is {c.lab_result} (no interpretation or range).")
+    elif ev:
+        found = f"Found {len(ev)} of the {c.min_count} needed."
+    return Result(MISSING, ev + unshown[:2] + unread[:2], [_item(c, "Document it in the record "
+                  "(problem list, procedure report or laboratory result).", found)])
 
 
 def _hiv_status(facts: PatientFacts) -> bool | None:
@@ -556,8 +670,43 @@ def _hiv_status(facts: PatientFacts) -> bool | None:
 LOCAL_FORMS = "tx_has_local_forms"
 
 
-def _why_not(t: Therapy, c: m.PriorTherapyCheck) -> str:
-    """Why a therapy on record does not show what the criterion needs (None if it does)."""
+FOR_SLACK_DAYS = 30  # a therapy started this long before the diagnosis was dated may be for it
+
+
+def _for_another_condition(t: Therapy, ctx: Context) -> str:
+    """The therapy was given for something else: its reasonReference names another
+    Condition, its reasonCode another diagnosis, or it began (and, for a course, ended) well
+    before the indication's diagnosis. "Refractory to corticosteroids" means for this
+    disease, not a COPD taper five years ago."""
+    own_refs = {d.ref for d in ctx.diagnoses}
+    own_sets = set(ctx.indication.diagnoses)
+    if t.for_refs:
+        return "" if set(t.for_refs) & own_refs else "given for another condition"
+    dx_sets = {v for v in t.for_valuesets if v.startswith("dx_")}
+    if dx_sets and not dx_sets & own_sets:
+        return "given for another condition"
+    # A reasonCode naming something that is not this indication (its codes or its value
+    # sets): "COPD exacerbation", "cellulitis" (treatment, not the prophylaxis asked for).
+    if (t.for_codes or t.for_text) and not (t.for_valuesets & own_sets) and not (
+            t.for_codes & {k for d in ctx.diagnoses for k in d.codes}):
+        return f"given for {t.for_text or 'another condition'} (reasonCode), not for this indication"
+    # An exacerbation's or crisis's onset dates the episode: treatment before it may well
+    # have been for the same disease (and failed to prevent it).
+    onsets = [d.when for d in ctx.diagnoses if d.when is not None and not d.episode]
+    if t.date is not None and onsets and not dx_sets & own_sets:
+        onset = min(onsets)
+        ended = t.end or (t.date if t.status in {"completed", "stopped"} else None)
+        if t.date < days_before(onset, FOR_SLACK_DAYS) and ended is not None and ended < onset:
+            return f"given and stopped before the diagnosis ({onset.isoformat()})"
+    return ""
+
+
+def _why_not(t: Therapy, c: m.PriorTherapyCheck, ctx: Context | None = None) -> str:
+    """Why a therapy on record does not show what the criterion needs ("" if it does)."""
+    if ctx is not None and DOCUMENTED_FAILURE not in t.valuesets:
+        other = _for_another_condition(t, ctx)
+        if other:
+            return f"{t.display}: {other}"
     accepted = set(c.outcomes) & t.outcomes
     if not accepted:
         stated = ", ".join(sorted(t.outcomes)) if t.outcomes else "no reason stated"
@@ -578,21 +727,25 @@ def check_prior_therapy(c: m.PriorTherapyCheck, ctx: Context) -> Result:
     sets = list(c.valuesets) + ([DOCUMENTED_FAILURE] if c.any_documented_failure else [])
     tried = [t for t in ctx.facts.therapies if set(sets) & t.valuesets
              and (t.date is None or t.date <= ctx.as_of)]
-    good = [t for t in tried if not _why_not(t, c)]
-    reasons = [_why_not(t, c) for t in tried if _why_not(t, c)]
+    why = {t.ref: _why_not(t, c, ctx if ctx.indication.coverage in ("labeled", "off-label") else None)
+           for t in tried}
+    good = [t for t in tried if not why[t.ref]]
+    reasons = [why[t.ref] for t in tried if why[t.ref]]
     found = ("Found, but not counted: " + "; ".join(dict.fromkeys(reasons[:4])) + ".") if reasons else ""
-    outcome_words = {"failed": "failed (ineffective)", "inadequate": "not controlled it",
+    outcome_words = {"failed": "failed (ineffective)", "inadequate": "did not control the disease",
                      "intolerant": "was not tolerated", "contraindicated": "is contraindicated"}
-    default = ("Document, for the standard therapy, that it " + " or ".join(outcome_words[o] for o in c.outcomes)
-               + ": the medication with its route and the reason it was stopped (status reason or "
-               "note), an intolerance or allergy record, or a documented contraindication.")
+    default = ("Document, for the standard therapy given for this condition, that it "
+               + " or ".join(outcome_words[o] for o in c.outcomes)
+               + ": the medication with its route and the reason it was stopped (status reason), an "
+               "intolerance or allergy record, or a documented contraindication. Counseling or "
+               "monitoring notes are not an outcome.")
     if c.all_of:
         lacking = [vs for vs in c.valuesets if not any(vs in t.valuesets for t in good)]
         if not lacking and good:
             return Result(MET, [therapy_evidence(t) for t in good])
         return Result(MISSING, [therapy_evidence(t) for t in tried],
                       [_item(c, default, found)])
-    if good:
+    if len({t.ref for t in good}) >= c.min_count:
         return Result(MET, [therapy_evidence(t) for t in good])
     return Result(MISSING, [therapy_evidence(t) for t in tried], [_item(c, default, found)])
 
@@ -620,6 +773,8 @@ def check_severity(c: m.SeverityCheck, ctx: Context) -> Result:
 def check_diagnosis_age(c: m.DiagnosisAgeCheck, ctx: Context) -> Result:
     dates: list[tuple[date, Evidence]] = []
     for d in ctx.diagnoses:
+        if c.dated_by_conditions and not set(c.dated_by_conditions) & d.valuesets:
+            continue
         when = d.onset if c.max_days is not None else d.when
         if when is not None:
             dates.append((when, dx_evidence(d)))
@@ -708,7 +863,9 @@ def _infection_response(ctx: Context, start: date, missing: str = "clinical-resp
 
 
 # --- aaaai-pi specifics ------------------------------------------------------------------------
-CAUSE_DRUGS = {"anti_cd20", "hypogam_drug", "systemic_immunosuppressant"}
+CAUSE_DRUGS = {"anti_cd20", "hypogam_drug", "systemic_immunosuppressant", "tx_corticosteroid"}
+# Conditions that explain a low IgG (thymoma: Good syndrome)
+SECONDARY_CAUSE_DX = {"lymphoid_malignancy", "hiv_infection", "protein_loss_condition", "thymoma"}
 PROTEIN_SCREENS = ("serum_albumin", "urine_protein", "protein_electrophoresis")
 # Without a laboratory range: serum albumin below 3.5 g/dL is low; 24-hour urine protein
 # above 150 mg, or a protein/creatinine ratio above 0.2 mg/mg, is abnormal; 3.5 g/24 h (or
@@ -748,12 +905,16 @@ def check_secondary_causes(c: m.SecondaryCausesCheck, ctx: Context) -> Result:
     facts = ctx.facts
     causes: list[Evidence] = []
     for dx in facts.diagnoses:
-        if dx.active and dx.valuesets & {"lymphoid_malignancy", "hiv_infection", "protein_loss_condition"}:
+        # Good syndrome outlasts the thymoma: a resected (resolved) thymoma still explains it.
+        if (dx.active and dx.valuesets & SECONDARY_CAUSE_DX) or "thymoma" in dx.valuesets:
             causes.append(dx_evidence(dx))
     recent = days_before(ctx.as_of, c.drug_recent_days)
     for t in facts.therapies:
         if not (t.valuesets & CAUSE_DRUGS and t.kind == "medication" and t.given):
             continue
+        if t.valuesets & CAUSE_DRUGS == {"tx_corticosteroid"} and (
+                t.route != "systemic" and (t.route == "local" or "tx_has_local_forms" in t.valuesets)):
+            continue  # a topical or inhaled steroid does not lower IgG
         # B-cell depletion outlasts the drug by months to years: any anti-CD20 exposure counts.
         ended = t.end or (t.date if t.status in {"completed", "stopped"} else None)
         if "anti_cd20" in t.valuesets or t.status in {"active", "on-hold"} or ended is None or ended >= recent:
@@ -864,19 +1025,24 @@ def check_course(c: m.CourseCheck, ctx: Context) -> Result:
                   f"{c.max_doses} days or fewer (dosage timing with a count of doses).")])
 
 
-CONFIRMED = {"confirmed", None}
+def _confirmed(d: Diagnosis) -> bool:
+    """verificationStatus confirmed; or none recorded and the entry's own words do not hedge
+    it (a problem-list entry usually carries no status; "probable ITP" is not a diagnosis)."""
+    return d.verification == "confirmed" or (d.verification is None and not d.hedged)
 
 
 def check_diagnosis_confirmed(c: m.DiagnosisConfirmedCheck, ctx: Context) -> Result:
     if not ctx.diagnoses:
         return Result(NA)
-    confirmed = [d for d in ctx.diagnoses if d.verification in CONFIRMED]
+    confirmed = [d for d in ctx.diagnoses if _confirmed(d)]
     if confirmed:
         return Result(MET, [dx_evidence(d) for d in confirmed])
-    states = ", ".join(sorted({d.verification or "" for d in ctx.diagnoses}))
+    states = "; ".join(sorted({
+        f"verification status {d.verification}" if d.verification else f"its words are hedged ('{d.hedged}')"
+        for d in ctx.diagnoses}))
     return Result(MISSING, [dx_evidence(d) for d in ctx.diagnoses[:2]], [_item(c,
                   "Confirm the diagnosis (Condition verification status confirmed) once the "
-                  "work-up establishes it.", f"It is recorded as {states}.")])
+                  "work-up establishes it.", f"The diagnosis is not shown to be confirmed: {states}.")])
 
 
 def check_appeal(c: m.AppealCheck, ctx: Context) -> Result:

@@ -150,6 +150,31 @@ def _active(facts: PatientFacts, as_of: date) -> list[Diagnosis]:
     return [d for d in facts.diagnoses if d.active and (d.when is None or d.when <= as_of)]
 
 
+MAINTENANCE_WINDOW_DAYS = 180
+COURSE_GAP_DAYS = 14  # doses closer than this belong to one course
+
+
+def _maintenance(order: IgOrder | None, tl: Timeline) -> str:
+    """Why the order is maintenance therapy ("" if it is not): a recurring schedule, or a
+    course that follows two or more earlier courses in the last six months."""
+    if order is None:
+        return ""
+    if order.interval_days and not order.course_count:
+        return f"The order repeats every {order.interval_days:g} days"
+    since = tl.as_of.toordinal() - MAINTENANCE_WINDOW_DAYS
+    days = sorted({start for start, _end, _stop in tl.periods if start.toordinal() >= since})
+    courses = 0
+    last = None
+    for day in days:
+        if last is None or (day - last).days > COURSE_GAP_DAYS:
+            courses += 1
+        last = day
+    if courses >= 2:
+        return (f"{courses} earlier immune globulin courses in the last {MAINTENANCE_WINDOW_DAYS} days "
+                "precede this one")
+    return ""
+
+
 def _named(d: Diagnosis, order: IgOrder | None) -> bool:
     """The order names this Condition: by reference, or by a reasonCode with its code."""
     if order is None:
@@ -184,35 +209,65 @@ def match_indications(
         sub = set(ind.excludes) & experimental
         if ind.coverage not in COVERED or not sub:
             continue
-        hits = [d for d in active if d.valuesets & sub]
+        hits = [d for d in active if (d.valuesets | d.note_valuesets) & sub]
         mine = [d for d in active if d.valuesets & set(ind.diagnoses) and d not in hits]
         if hits and mine:
             suppressed.add(ind.id)
-            names = "; ".join(sorted({labels[vs] for d in hits for vs in d.valuesets & sub}))
+            names = "; ".join(sorted({labels[vs] for d in hits for vs in (d.valuesets | d.note_valuesets) & sub}))
             warnings.append(f"The record documents {ind.label} and also {names}, which the policy "
                             "lists as experimental: the conflict is not resolved toward coverage; "
                             "evaluated as experimental.")
-            for vs in {vs for d in hits for vs in d.valuesets & sub}:
+            for vs in {vs for d in hits for vs in (d.valuesets | d.note_valuesets) & sub}:
                 redirect.setdefault(vs, []).extend(mine)
+    # A row that belongs to another when the record also documents something else
+    # (HIV-associated ITP is the HIV row; vasculitis with a connective tissue disease is on
+    # the experimental list): its diagnoses go to that row.
+    moved: dict[str, list[Diagnosis]] = {}
+    for ind in ruleset.indications:
+        for b in ind.belongs_to:
+            others = [d for d in active if d.valuesets & set(b.when)]
+            mine = [d for d in active if d.valuesets & set(ind.diagnoses)]
+            if others and mine and ind.id not in suppressed:
+                suppressed.add(ind.id)
+                target = ruleset.indication(b.row)
+                warnings.append(f"{ind.label}: {b.reason} — evaluated as {target.label}.")
+                moved.setdefault(b.row, []).extend(mine)
+    # A covered Condition whose own code or text also names an experimental row (G61.0
+    # "Miller Fisher syndrome"), or whose notes name one of the row's experimental
+    # sub-conditions ("secondary progressive since 2021" on a G35 entry), is evaluated under
+    # the experimental row. A note naming an unrelated experimental condition ("also has
+    # chronic fatigue syndrome" on a CVID entry) is a comorbidity, not a conflict.
+    hidden_pairs: set[tuple[str, str]] = set()
+    for ind in ruleset.indications:
+        if ind.coverage not in COVERED or ind.id in ruleset.routed or ind.id in suppressed:
+            continue
+        for d in active:
+            if not d.valuesets & set(ind.diagnoses):
+                continue
+            hidden = (d.valuesets & experimental) | (d.note_valuesets & set(ind.excludes) & experimental)
+            if not hidden:
+                continue
+            hidden_pairs.add((ind.id, d.ref))
+            names = "; ".join(sorted({labels[vs] for vs in hidden}))
+            message = (f"{d.ref} ({d.display or d.code}) falls under {ind.label}, but its code, "
+                       f"text or notes also name {names}, which the policy lists as experimental: "
+                       "it is evaluated as experimental.")
+            if message not in warnings:
+                warnings.append(message)
+            for vs in hidden:
+                if d not in redirect.setdefault(vs, []):
+                    redirect[vs].append(d)
     out = []
     for ind in ruleset.indications:
         if ind.id in ruleset.routed or ind.id in suppressed:
             continue
         covered = ind.coverage in COVERED
-        dx = [d for vs in ind.diagnoses for d in redirect.get(vs, [])]
+        dx = list(dict.fromkeys(
+            [d for vs in ind.diagnoses for d in redirect.get(vs, [])] + moved.get(ind.id, [])))
         for d in active:
-            if not d.valuesets & set(ind.diagnoses):
+            if not d.valuesets & set(ind.diagnoses) or (ind.id, d.ref) in hidden_pairs:
                 continue
-            hidden = d.valuesets & experimental
-            if d.valuesets & set(ind.excludes) and not (covered and hidden):
-                continue
-            if covered and hidden:
-                names = "; ".join(sorted({labels[vs] for vs in hidden}))
-                message = (f"{d.ref} ({d.display or d.code}) falls under {ind.label}, but its code "
-                           f"or text also names {names}, which the policy lists as experimental: it "
-                           "is evaluated as experimental.")
-                if message not in warnings:
-                    warnings.append(message)
+            if d.valuesets & set(ind.excludes):
                 continue
             if d not in dx:
                 dx.append(d)
@@ -221,12 +276,11 @@ def match_indications(
         if any(not any(vs in d.valuesets for d in active) for vs in ind.also_requires):
             continue
         named = any(_named(d, order) for d in dx) or bool(order and order.reason_valuesets & set(ind.diagnoses))
-        if covered and ind.maintenance_is and order is not None and order.interval_days \
-                and not order.course_count:
+        maintenance = _maintenance(order, tl) if covered and ind.maintenance_is else ""
+        if maintenance:
             exp = ruleset.indication(ind.maintenance_is)
             assert exp is not None
-            warnings.append(f"The order repeats every {order.interval_days:g} days: maintenance "
-                            f"therapy, which the policy lists as {exp.label}.")
+            warnings.append(f"{maintenance}: maintenance therapy, which the policy lists as {exp.label}.")
             out.append((exp, dx, named))
             continue
         out.append((ind, dx, named))

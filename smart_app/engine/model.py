@@ -57,6 +57,7 @@ class IggCheck(Leaf):
     normal: bool = False  # met when not below the laboratory's reference range ("normal IgG")
     timing: Literal["pretreatment", "any"] = "pretreatment"
     occasions: int = Field(1, ge=1)
+    min_days_apart: int = 28  # "persistent": the occasions at least this far apart
     below_reference_range_counts: bool = False  # lab range low stands for "2 SD below age mean"
     missing: str = "igg-pretreatment"
 
@@ -69,6 +70,8 @@ class IggCheck(Leaf):
 
 
 class IggRecentCheck(Leaf):
+    """An IgG trough in the window, drawn on therapy (after the first dose)."""
+
     type: Literal["igg_recent"]
     within_days: int = 365
     missing: str = "igg-trough"
@@ -111,6 +114,13 @@ class VaccineResponseCheck(Leaf):
     severe: bool = False
     severe_max_protective: int = 2
     severe_min_serotypes: int = 6
+    # Without a pre-titer (low post-vaccination titers): the share of pneumococcal serotypes
+    # that must be non-protective, of at least `min_serotypes` tested ("failure to form
+    # antibodies", "specific antibody deficiency"); tetanus/diphtheria is one antigen each.
+    min_serotypes: int = 1
+    min_share_nonprotective: float = 0.0
+    # "protein AND polysaccharide antigens": a tetanus/diphtheria and a pneumococcal failure
+    both_classes: bool = False
     missing: str = "vaccine-response"
 
 
@@ -157,8 +167,18 @@ class DocumentedCheck(Leaf):
     value_below_if_hiv: float | None = None
     conclusion_all: list[str] = []
     conditions_only: bool = False  # only Conditions count (a diagnosis qualifier)
+    # indication: only the indication's own Conditions (their code, text and notes) count
+    scope: Literal["record", "indication"] = "record"
     therapy_active: bool = False  # a therapy counts only while it is being given
     include_resolved: bool = False  # history: a resolved or inactive Condition counts too
+    min_count: int = Field(1, ge=1)  # that many distinct resources (e.g. two antibiotic courses)
+    contradicted_by: list[str] = []  # an active Condition in these sets makes it not-met
+    # first-dose: the window ends when immune globulin was first given (what was true before
+    # treatment, e.g. the antibiotic courses that preceded it); now: it ends at the evaluation
+    window_ends: Literal["now", "first-dose"] = "now"
+    # A report conclusion that states a percentage counts only above it (teased fibres:
+    # "more than 12 % of 50 fibers"); one stating none is read by its words alone.
+    percent_above: float | None = None
     missing: str
 
 
@@ -181,6 +201,7 @@ class PriorTherapyCheck(Leaf):
     outcomes: list[TherapyOutcome] = ["failed", "intolerant", "contraindicated"]
     route: Literal["systemic", "any"] = "systemic"
     all_of: bool = False
+    min_count: int = Field(1, ge=1)  # distinct qualifying therapies (e.g. several hypersensitivities)
     # also any medication or procedure with a stated failure (appeal path of a not-covered
     # indication, where the policy names no standard therapy)
     any_documented_failure: bool = False
@@ -211,6 +232,9 @@ class DiagnosisAgeCheck(Leaf):
     min_days: int | None = None  # met only when more than this many days have passed
     max_days: int | None = None  # met only within this many days
     dated_by: list[str] = []
+    # Only the indication's Conditions in these sets give the date (a transplant status, not a
+    # later complication); empty: all of the indication's Conditions.
+    dated_by_conditions: list[str] = []
     missing: str = "diagnosis-date"
 
 
@@ -349,6 +373,16 @@ class DoseRange(Strict):
     cite: Citation
 
 
+class BelongsTo(Strict):
+    """When the record also documents one of ``when`` (another active Condition), this row's
+    diagnoses belong to ``row`` instead (HIV-associated ITP is the HIV row; vasculitis with a
+    connective tissue disease is on the experimental list)."""
+
+    when: list[str] = Field(min_length=1)
+    row: str
+    reason: str = Field(min_length=10)
+
+
 class Indication(Strict):
     id: str
     label: str
@@ -363,6 +397,7 @@ class Indication(Strict):
     # The policy lists this row's maintenance use as experimental (myasthenia gravis): an
     # order on a recurring schedule is evaluated as that experimental indication instead.
     maintenance_is: str | None = None
+    belongs_to: list[BelongsTo] = []
 
 
 class Untraced(Strict):
@@ -462,6 +497,12 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
         for vs in [*ind.diagnoses, *ind.also_requires, *ind.excludes]:
             if vs not in terminology:
                 problems.append(f"indication {ind.id!r}: unknown value set {vs!r}")
+        for b in ind.belongs_to:
+            if b.row not in ids:
+                problems.append(f"indication {ind.id!r}: belongs_to names unknown row {b.row!r}")
+            for vs in b.when:
+                if vs not in terminology:
+                    problems.append(f"indication {ind.id!r}: unknown value set {vs!r}")
         if ind.maintenance_is is not None and (
             ind.maintenance_is not in ids or ids[ind.maintenance_is].coverage != "experimental"
         ):
@@ -476,7 +517,8 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
             if missing is not None and missing not in codes:
                 problems.append(f"criterion {crit_id!r}: undefined documentation code {missing!r}")
             for vs in [*getattr(leaf, "valuesets", []), *getattr(leaf, "dated_by", []),
-                       *getattr(leaf, "conclusion_all", [])]:
+                       *getattr(leaf, "conclusion_all", []), *getattr(leaf, "dated_by_conditions", []),
+                       *getattr(leaf, "contradicted_by", [])]:
                 if vs not in terminology:
                     problems.append(f"criterion {crit_id!r}: unknown value set {vs!r}")
     if problems:
