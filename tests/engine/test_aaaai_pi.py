@@ -38,6 +38,17 @@ PI = "primary-humoral-immunodeficiency"
 DET = {"met": "criteria-met", "not-met": "criteria-not-met", "missing": "documentation-missing"}
 
 
+SEROTYPES = ["27092-6", "27096-7", "27094-2", "27113-0", "27392-0", "27374-8", "27387-0", "27390-4"]
+
+
+def pneumo_post(vaccinated: int, low: int = 7, days_after: int = 28, value_low: float = 0.4) -> list:
+    """PPSV23 ``vaccinated`` days before as-of and 8 serotype titers ``days_after`` it, ``low``
+    of them below 1.3 µg/mL (seed 002: "low Streptococcus pneumoniae antibody titers")."""
+    return [ppsv23(ago(vaccinated))] + [
+        pneumo_titer(value_low if i < low else 2.4, ago(vaccinated - days_after), loinc=loinc)
+        for i, loinc in enumerate(SEROTYPES)]
+
+
 def new_start(**changes) -> dict:
     """New start meeting every aaaai-pi criterion."""
     parts = {
@@ -49,7 +60,7 @@ def new_start(**changes) -> dict:
         "hiv": hiv_test("negative"),
         "screen": albumin(4.2),
         "inf": [infection("J18.9", ago(300)), infection("J01.90", ago(200), "Acute sinusitis")],
-        "vac": [ppsv23(ago(400)), pneumo_titer(0.4, ago(372))],
+        "vac": pneumo_post(400),
     }
     parts.update(changes)
     return parts
@@ -61,7 +72,7 @@ def continuation(**changes) -> dict:
         admin=ivig_admin(ago(700), id="first-dose"),
         igg=[igg(380, ago(760)), igg(820, ago(100))],
         inf=[infection("J18.9", ago(900)), infection("J01.90", ago(800), "Acute sinusitis")],
-        vac=[ppsv23(ago(1000)), pneumo_titer(0.4, ago(972))],
+        vac=pneumo_post(1000),
     )
     parts.update(changes)
     return parts
@@ -122,6 +133,14 @@ CASES = [
       name="002-HIV-diagnosis"),
     C(new_start, "aaaai-secondary-causes", {"nephrotic": condition("N04.9", "Nephrotic syndrome")}, "not-met",
       name="002-nephrotic-protein-loss"),
+    # Thymoma with hypogammaglobulinemia is Good syndrome, not a primary immunodeficiency.
+    C(new_start, "aaaai-secondary-causes", {"thymoma": condition("D15.0", "Benign neoplasm of thymus", text="Thymoma")},
+      "not-met", name="002-thymoma-Good-syndrome"),
+    # The hypogammaglobulinemia of Good syndrome persists after the thymoma is removed.
+    C(new_start, "aaaai-secondary-causes", {"thymoma": condition("D15.0", "Benign neoplasm of thymus", text="Thymoma",
+      clinical="resolved")}, "not-met", name="002-thymoma-resected-still-explains-low-IgG"),
+    C(new_start, "aaaai-secondary-causes", {"thymoma": condition("E32.9", "Disease of thymus, unspecified",
+      text="Thymic hyperplasia")}, "met", name="002-thymic-hyperplasia-is-not-thymoma"),
     # A causative drug in the history explains the low IgG (seed 002: "drug-induced").
     C(new_start, "aaaai-secondary-causes", {"ritux": med_statement("rituximab", status="completed", reason=None,
       when=ago(900))}, "not-met", name="002-completed-rituximab-course-years-ago"),
@@ -169,12 +188,19 @@ CASES = [
     C(new_start, "aaaai-vaccine-response", {}, "met", name="002-PPSV23-post-titer-low-no-pre"),
     C(new_start, "aaaai-vaccine-response", {"vac": [td_vaccine(ago(400)), tetanus_titer(0.05, ago(375))]}, "met",
       name="002-Td-post-titer-below-protective"),
-    C(new_start, "aaaai-vaccine-response", {"vac": [ppsv23(ago(400)), pneumo_titer(2.4, ago(372))]}, "not-met",
+    C(new_start, "aaaai-vaccine-response", {"vac": pneumo_post(400, low=0)}, "not-met",
       name="002-PPSV23-protective-response"),
+    # "Low titers": one low serotype among protective ones is not an impaired response.
+    C(new_start, "aaaai-vaccine-response", {"vac": pneumo_post(400, low=1)}, "not-met",
+      name="002-PPSV23-one-of-eight-serotypes-low"),
+    C(new_start, "aaaai-vaccine-response", {"vac": pneumo_post(400, low=4)}, "met",
+      name="002-PPSV23-half-of-serotypes-low"),
+    C(new_start, "aaaai-vaccine-response", {"vac": [ppsv23(ago(400)), pneumo_titer(0.4, ago(372))]}, "missing",
+      {"vaccine-response"}, name="002-PPSV23-one-serotype-tested-too-few"),
     C(new_start, "aaaai-vaccine-response", {"vac": None}, "missing", {"vaccine-response"}, name="002-no-vaccination"),
     C(new_start, "aaaai-vaccine-response", {"vac": pneumo_titer(0.4, ago(372))}, "missing", {"vaccine-response"},
       name="002-titer-without-documented-vaccination"),
-    C(new_start, "aaaai-vaccine-response", {"vac": [ppsv23(ago(400)), pneumo_titer(0.4, ago(340))]}, "missing",
+    C(new_start, "aaaai-vaccine-response", {"vac": pneumo_post(400, days_after=60)}, "missing",
       {"vaccine-response"}, name="CONTRACT4-post-titer-60d-outside-3-6-weeks"),
     C(new_start, "aaaai-vaccine-response", {"vac": [td_vaccine(ago(400)), tetanus_titer(0.05, ago(365))]},
       "missing", {"vaccine-response"}, name="CONTRACT4-tetanus-post-titer-35d-outside-3-4-weeks"),

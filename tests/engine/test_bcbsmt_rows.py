@@ -97,12 +97,40 @@ def severe_nonresponse(start: int = 400) -> list:
     return out
 
 
+def serotype_titers(post: list[float], start: int = 400, pre: float | None = 0.4) -> list:
+    """A dated PPSV23 and, 4 weeks later, one post-titer per value in ``post`` (serotypes in
+    SEROTYPES order); with ``pre``, a pre-titer for each serotype two weeks before."""
+    out = [ppsv23(ago(start))]
+    for loinc, value in zip(SEROTYPES, post, strict=False):
+        if pre is not None:
+            out.append(pneumo_titer(pre, ago(start + 14), loinc=loinc))
+        out.append(pneumo_titer(value, ago(start - 28), loinc=loinc))
+    return out
+
+
+def pneumo_poor(start: int = 400, n: int = 8) -> list:
+    """Pre- and post-titers for ``n`` serotypes, none protective (< 1.3) nor rising 4-fold."""
+    return serotype_titers([0.5] * n, start)
+
+
+def tetanus_poor(start: int = 400) -> list:
+    """Td with pre- and 25-day post-titers: no 4-fold rise, below the protective 0.1 IU/mL."""
+    return [tetanus_titer(0.05, ago(start + 20)), td_vaccine(ago(start)), tetanus_titer(0.06, ago(start - 25))]
+
+
+def abx_courses(*days: int) -> list:
+    """Completed antibiotic courses given that many days ago."""
+    drugs = ["levofloxacin", "amoxicillin-clavulanate", "ceftriaxone", "azithromycin"]
+    return [med_statement(drugs[i % len(drugs)], status="completed", reason=None, when=ago(d), id=f"abx{i}")
+            for i, d in enumerate(days)]
+
+
 def reeval(**extra) -> dict:
     """Normal IgG, severe polysaccharide non-response and severe infections before IVIG began
     900 days ago (first dose administered): continuation past 18 months."""
     parts = {"igg": igg(800, ago(1000), ref_low=700),
              "inf": [infection("A41.9", ago(1200), "Sepsis"), infection("J18.9", ago(1100), severity="severe")],
-             "abx": med_statement("levofloxacin", status="completed", reason=None, when=ago(1100)),
+             "abx": abx_courses(1150, 1100),
              "vac": severe_nonresponse(1050), "admin": ivig_admin(ago(900)),
              "order": ivig_request(35, reason="dx")}
     parts.update(extra)
@@ -132,7 +160,9 @@ CIDP_NOTE = "Progressive symmetric weakness and numbness of all four limbs over 
 PEMPHIGUS_PATH = "Direct immunofluorescence: intercellular IgG and C3, consistent with pemphigus vulgaris."
 
 ROWS = {
-    "aids-child": lambda: base(condition("B20", "HIV disease (AIDS)", id="dx"), birth=child(8)["birthDate"], kg=25),
+    "aids-child": lambda: base(condition("B20", "Human immunodeficiency virus [HIV] disease",
+                                         text="Acquired immunodeficiency syndrome (AIDS)", id="dx"),
+                               birth=child(8)["birthDate"], kg=25),
     "bmt": lambda: base(condition("Z94.81", "Bone marrow transplant status", id="dx", onset=ago(50))),
     "hiv-child": lambda: base(
         condition("Z21", "Asymptomatic HIV infection status", id="dx"),
@@ -165,7 +195,7 @@ ROWS = {
         order=ivig_request(1, "g/kg", every=None, count=2, reason="dx")),
     "gbs": lambda: base(
         condition("G61.0", "Guillain-Barre syndrome", id="dx", onset=ago(6)),
-        finding=condition("R26.2", "Unable to ambulate independently for ten meters", id="finding")),
+        finding=condition("R26.2", "Unable to ambulate independently for ten meters", id="finding", onset=ago(5))),
     "aiha": lambda: base(
         condition("D59.11", "Warm autoimmune hemolytic anemia", id="dx"),
         failed=med_statement("prednisone 60 mg oral tablet", reason="ineffective")),
@@ -210,7 +240,7 @@ ROWS = {
         failed=procedure(None, "Platelet transfusion", when=ago(2), outcome="No increment")),
     "fnait": lambda: base(
         condition("O36.8230", "Maternal care for fetal thrombocytopenia, third trimester",
-                  text="Fetal and neonatal alloimmune thrombocytopenia, third trimester", id="dx"),
+                  text="Fetal and neonatal alloimmune thrombocytopenia, third trimester", id="dx", onset=ago(200)),
         birth="1992-01-01",
         history=condition(None, text="Previous pregnancy affected by FNAIT", clinical="resolved", id="history")),
     "neonatal-hemochromatosis": lambda: base(
@@ -233,7 +263,7 @@ ROWS = {
         failed=med_statement("mycophenolate mofetil", reason="ineffective")),
     "toxic-shock": lambda: base(
         condition("A48.3", "Toxic shock syndrome", id="dx", severe=True, onset=ago(2)),
-        organism=condition("B95.0", "Streptococcus, group A, as the cause", id="organism"),
+        organism=condition("B95.0", "Streptococcus, group A, as the cause", id="organism", onset=ago(2)),
         finding=finding("Refractory shock")),
     "vasculitis": lambda: base(
         condition("M31.4", "Takayasu arteritis", id="dx", severe=True),
@@ -282,6 +312,7 @@ def P(row, crit, changes, status, missing=(), line="", name="", determination=No
 
 
 PI = "primary-humoral-immunodeficiency"
+MG_HISTORY_OF_CRISIS = "Generalized myasthenia gravis, history of myasthenic crisis"
 PTF = {"prior-therapy-failure"}
 ONSET = "2025-06-25"
 
@@ -290,6 +321,11 @@ CASES = [
     P("aids-child", "bcbsmt-aids-age", {}, "met", line="L84", name="AIDS-age<16"),
     P("aids-child", "bcbsmt-aids-age", {"patient": patient(ADULT)}, "not-met", line="L84", name="AIDS-adult"),
     P("aids-child", "bcbsmt-aids-age", {"patient": patient(None)}, "missing", {"patient-age"}, "L84", "AIDS-no-birthDate"),
+    # B20 is coded for any HIV-related illness; "with AIDS" needs the diagnosis itself.
+    P("aids-child", "bcbsmt-aids-documented", {"dx": condition("B20", "Human immunodeficiency virus [HIV] disease", id="dx")},
+      "missing", {"diagnosis-specificity"}, "L84", "AIDS-B20-HIV-disease-alone"),
+    P("aids-child", "bcbsmt-aids-documented", {"dx": condition("B20", "HIV disease", text="HIV disease, CDC stage 3", id="dx")},
+      "met", line="L84", name="AIDS-CDC-stage-3-stated"),
     # BMT (L88): first 100 days post-transplant
     P("bmt", "bcbsmt-bmt-100-days", {}, "met", line="L88", name="BMT-day50"),
     P("bmt", "bcbsmt-bmt-100-days", {"dx": condition("Z94.81", "BMT status", id="dx", onset=ago(100))},
@@ -317,8 +353,12 @@ CASES = [
     P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "inf": [
         infection("A41.9", ago(500), "Sepsis"), infection("J13", ago(100), "Pneumococcal pneumonia")]},
       "missing", {"igg-level"}, "L95", "HIVchild-serious-infections-not-within-1-year"),
-    P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "vac": [ppsv23(ago(400)), pneumo_titer(0.5, ago(372))]},
+    P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "vac": serotype_titers([0.5] * 6, pre=None)},
       "met", line="L96", name="HIVchild-no-antibodies-after-pneumococcal-vaccine"),
+    P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "vac": [ppsv23(ago(400)), pneumo_titer(0.5, ago(372))]},
+      "missing", {"igg-level"}, "L96", "HIVchild-one-serotype-titer-does-not-show-failure-to-form-antibodies"),
+    P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "vac": serotype_titers([2.0] * 6, pre=None)},
+      "missing", {"igg-level"}, "L96", "HIVchild-protective-titers-after-vaccine"),
     P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "bx": condition("J47.9", "Bronchiectasis", id="bx"),
       "abx": med_statement("azithromycin", reason="inadequate response")},
       "met", line="L99", name="HIVchild-bronchiectasis-poorly-responsive"),
@@ -352,6 +392,10 @@ CASES = [
       line="L104", name="HIVTCP-Rh-negative-RhIg-does-not-apply"),
     P("hiv-thrombocytopenia", "bcbsmt-hiv-tcp-rhig", {"rh": None, "rhig": None}, "missing", {"rh-type"},
       "L104", "HIVTCP-Rh-type-unknown"),
+    P("hiv-thrombocytopenia", "bcbsmt-hiv-tcp-rhig", {"rh": observation("882-1", "ABO and Rh group", value_string="O Pos",
+      when=ago(40)), "rhig": None}, "missing", PTF, "L104", "HIVTCP-O-Pos-shorthand-is-Rh-positive"),
+    P("hiv-thrombocytopenia", "bcbsmt-hiv-tcp-rhig", {"rh": observation("882-1", "ABO and Rh group", value_string="A neg",
+      when=ago(40)), "rhig": None}, "met", line="L104", name="HIVTCP-A-neg-shorthand-is-Rh-negative"),
     P("hiv-thrombocytopenia", "bcbsmt-hiv-tcp-rhig", {"rhig": None}, "missing", PTF, "L104", "HIVTCP-Rh-positive-no-RhIg"),
     P("hiv-thrombocytopenia", "bcbsmt-hiv-tcp-rhig",
       {"rhig": med_statement("WinRho SDF", status="active", reason=None)},
@@ -376,8 +420,15 @@ CASES = [
       {"infection-history"}, "L110", "CLL-one-pneumonia-severity-not-recorded"),
     P("cll", "bcbsmt-cll-infections", {"inf": two_infections(300, 100)}, "met", line="L110",
       name="CLL-2-infections-1-year"),
-    P("cll", "bcbsmt-cll-infections", {"inf": vaccine_poor()}, "met", line="L111",
+    P("cll", "bcbsmt-cll-infections", {"inf": pneumo_poor()}, "met", line="L111",
       name="CLL-specific-antibody-deficiency"),
+    # One serotype (or a share below half of six or more) does not show a specific antibody deficiency.
+    P("cll", "bcbsmt-cll-infections", {"inf": vaccine_poor()}, "missing", {"infection-history"}, "L111",
+      "CLL-one-serotype-titer-is-not-specific-antibody-deficiency"),
+    P("cll", "bcbsmt-cll-infections", {"inf": serotype_titers([0.5, 0.5, 0.5, 0.5, 2.0, 2.0, 2.0, 2.0])}, "met",
+      line="L111", name="CLL-half-of-8-serotypes-below-protective"),
+    P("cll", "bcbsmt-cll-infections", {"inf": serotype_titers([0.5, 0.5, 0.5, 2.0, 2.0, 2.0, 2.0, 2.0])},
+      "missing", {"infection-history"}, "L111", "CLL-3-of-8-serotypes-below-protective"),
     P("cll", "bcbsmt-cll-infections", {"inf": infection("A41.9", ago(250), "Sepsis")}, "missing",
       {"infection-history"}, "L110", "CLL-severe-infection-8-months-ago"),
     P("cll", "bcbsmt-cll-infections", {"inf": None}, "missing", {"infection-history"}, "L110",
@@ -410,6 +461,14 @@ CASES = [
     P("cidp", "bcbsmt-cidp-biopsy", {"biopsy": biopsy_report("Segmental demyelination.")}, "missing",
       {"nerve-biopsy"}, "L62", "CIDP-biopsy-demyelination-without-remyelination"),
     P("cidp", "bcbsmt-cidp-biopsy", {"biopsy": biopsy_report()}, "met", line="L62", name="CIDP-biopsy-report"),
+    # Teased fibers: "> 12 % of 50 fibers"; a report stating 4 % does not reach it, one saying
+    # of itself that it is equivocal is not "unequivocal evidence".
+    P("cidp", "bcbsmt-cidp-biopsy", {"biopsy": biopsy_report("Teased fiber study: demyelination and remyelination "
+      "in 4% of 50 fibers.")}, "missing", {"nerve-biopsy"}, "L62", "CIDP-biopsy-4-percent-of-teased-fibers"),
+    P("cidp", "bcbsmt-cidp-biopsy", {"biopsy": biopsy_report("Teased fiber study: demyelination and remyelination "
+      "in 13% of 50 fibers.")}, "met", line="L62", name="CIDP-biopsy-13-percent-of-teased-fibers"),
+    P("cidp", "bcbsmt-cidp-biopsy", {"biopsy": biopsy_report("Segmental demyelination and remyelination; "
+      "findings equivocal.")}, "missing", {"nerve-biopsy"}, "L62", "CIDP-biopsy-report-calls-itself-equivocal"),
     P("cidp", "bcbsmt-cidp-csf", {"csf": None}, "missing", {"csf-analysis"}, "L64", "CIDP-no-CSF"),
     P("cidp", "bcbsmt-cidp-csf", {"csf": csf_cells(3)}, "missing", {"csf-analysis"}, "L67", "CIDP-no-VDRL"),
     P("cidp", "bcbsmt-cidp-csf", {"csf": [csf_cells(3), csf_vdrl("positive")]}, "not-met", line="L67",
@@ -437,8 +496,12 @@ CASES = [
       line="L239", name="MM-single-life-threatening-infection-sepsis"),
     P("multiple-myeloma", "bcbsmt-mm-infections", {"inf": infection("J18.9", ago(100), severity="life-threatening")},
       "met", line="L239", name="MM-pneumonia-recorded-life-threatening"),
-    P("multiple-myeloma", "bcbsmt-mm-infections", {"inf": vaccine_poor()}, "met", line="L240",
+    P("multiple-myeloma", "bcbsmt-mm-infections", {"inf": pneumo_poor()}, "met", line="L240",
       name="MM-specific-antibody-deficiency"),
+    P("multiple-myeloma", "bcbsmt-mm-infections", {"inf": tetanus_poor()}, "met", line="L240",
+      name="MM-specific-antibody-deficiency-tetanus"),
+    P("multiple-myeloma", "bcbsmt-mm-infections", {"inf": vaccine_poor()}, "missing", {"infection-history"}, "L240",
+      "MM-one-serotype-titer-is-not-specific-antibody-deficiency"),
     P("multiple-myeloma", "bcbsmt-mm-infections", {"inf": infection("J01.90", ago(100), "Sinusitis")},
       "missing", {"infection-history"}, "L239", "MM-one-minor-infection"),
     # "Two or more significant infections": two sinusitis episodes without a recorded severity are not shown significant.
@@ -462,8 +525,14 @@ CASES = [
       "dx": condition("G61.0", "Guillain-Barre syndrome", id="dx", onset=ago(30))}, "missing",
       {"clinical-findings"}, "L191", "GBS-rapid-deterioration-symptoms-30-days"),
     P("gbs", "bcbsmt-gbs-findings", {"finding": diagnostic_report(None, "Pulmonary function test",
-      "Forced vital capacity 1.2 L: falling vital capacity since admission.")}, "met", line="L194",
+      "Forced vital capacity 1.2 L: falling vital capacity since admission.", when=ago(2))}, "met", line="L194",
       name="GBS-deteriorating-PFTs-in-report"),
+    # The episode is now: a report from two months ago does not show the current deterioration.
+    P("gbs", "bcbsmt-gbs-findings", {"finding": diagnostic_report(None, "Pulmonary function test",
+      "Forced vital capacity 1.2 L: falling vital capacity since admission.", when=ago(60))}, "missing",
+      {"clinical-findings"}, "L194", "GBS-PFT-report-from-60-days-ago"),
+    P("gbs", "bcbsmt-gbs-findings", {"finding": condition("R26.2", "Unable to ambulate independently for ten meters",
+      id="finding")}, "missing", {"clinical-findings"}, "L193", "GBS-unable-to-walk-undated"),
     P("gbs", "bcbsmt-gbs-findings", {"finding": None}, "missing", {"clinical-findings"}, "L189", "GBS-no-findings"),
     # AIHA (L200)
     P("aiha", "bcbsmt-aiha-refractory", {"failed": procedure("38100", "Splenectomy", outcome="Unsuccessful: hemolysis persisted")},
@@ -550,6 +619,11 @@ CASES = [
       med_statement("amifampridine", status="active", reason=None)]}, "missing", PTF, "L227",
       "LEMS-both-ongoing-control-not-stated"),
     P("lems", "bcbsmt-lems-uncontrolled", {"failed": None}, "missing", PTF, "L227", "LEMS-no-therapy"),
+    # Off-label header (L183): "has failed, become intolerable, and/or is contraindicated".
+    P("lems", "bcbsmt-lems-uncontrolled", {"failed": [
+      med_statement("pyridostigmine", status="active", reason="inadequate response"),
+      intolerance("amifampridine", "seizure disorder", type="allergy")]}, "met", line="L183",
+      name="LEMS-amifampridine-contraindicated"),
     # Limbic encephalitis in a child (L229-231)
     P("limbic-encephalitis-child", "bcbsmt-limbic-child", {"patient": patient(ADULT)}, "not-met",
       line="L229", name="limbic-adult"),
@@ -574,17 +648,28 @@ CASES = [
       "met", line="L245", name="MS-interferon-intolerable"),
     # Myasthenia gravis (L251-257)
     P("myasthenia-gravis", "bcbsmt-mg-any", {"failed": None, "dx": condition(
-      "G70.01", "Myasthenia gravis with (acute) exacerbation", id="dx")}, "missing", {"disease-severity", "prior-therapy-failure"},
-      line="L251", name="MG-exacerbation-code-alone"),
+      "G70.01", "Myasthenia gravis with (acute) exacerbation", id="dx", onset=ago(3))}, "missing",
+      {"disease-severity", "prior-therapy-failure"}, line="L251", name="MG-exacerbation-code-alone"),
     P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition(
-      "G70.01", "Myasthenia gravis with (acute) exacerbation", id="dx", severe=True),
-      "failed": med_statement("pyridostigmine", reason="ineffective")}, "met", line="L251",
+      "G70.01", "Myasthenia gravis with (acute) exacerbation", id="dx", severe=True, onset=ago(3)),
+      "failed": med_request("prednisone 60 mg oral", status="stopped", reason="ineffective")}, "met", line="L251",
       name="MG-severe-exacerbation-other-treatment-unsuccessful"),
-    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition("G70.01", "Myasthenia gravis", text="Myasthenic crisis", id="dx"),
+    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition("G70.01", "Myasthenia gravis", text="Myasthenic crisis", id="dx",
+      onset=ago(2)), "failed": procedure(None, "Plasma exchange", status="not-done",
+      status_reason="Contraindicated: septic shock")}, "met", line="L252", name="MG-crisis-plasma-exchange-contraindicated"),
+    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition("G70.01", "Myasthenia gravis", text="Myasthenic crisis", id="dx",
+      onset=ago(2)), "failed": None}, "missing", PTF, "L252", "MG-crisis-without-plasma-exchange-contraindication"),
+    # A crisis in the history (here a year ago) is not the acute episode IVIG is ordered for now.
+    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition("G70.01", "Myasthenia gravis", text="Myasthenic crisis", id="dx",
+      onset=ago(365)), "failed": procedure(None, "Plasma exchange", status="not-done",
+      status_reason="Contraindicated: septic shock")}, "missing", {"clinical-findings"}, "L252",
+      "MG-crisis-a-year-ago-is-not-current"),
+    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition(None, text=MG_HISTORY_OF_CRISIS, id="dx", onset=ago(2)),
       "failed": procedure(None, "Plasma exchange", status="not-done", status_reason="Contraindicated: septic shock")},
-      "met", line="L252", name="MG-crisis-plasma-exchange-contraindicated"),
-    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition("G70.01", "Myasthenia gravis", text="Myasthenic crisis", id="dx"),
-      "failed": None}, "missing", PTF, "L252", "MG-crisis-without-plasma-exchange-contraindication"),
+      "missing", {"clinical-findings"}, "L252", "MG-history-of-crisis-is-not-a-crisis"),
+    P("myasthenia-gravis", "bcbsmt-mg-any", {"dx": condition(None, text=MG_HISTORY_OF_CRISIS.replace("history of ", ""),
+      id="dx", onset=ago(2)), "failed": procedure(None, "Plasma exchange", status="not-done",
+      status_reason="Contraindicated: septic shock")}, "met", line="L252", name="MG-crisis-in-the-same-words-without-history"),
     P("myasthenia-gravis", "bcbsmt-mg-any", {"failed": intolerance("azathioprine", "hepatotoxicity")},
       "met", line="L253", name="MG-azathioprine-complication"),
     P("myasthenia-gravis", "bcbsmt-mg-any", {"failed": intolerance("mycophenolate", "leukopenia")},
@@ -609,13 +694,23 @@ CASES = [
       "FNAIT-no-affected-pregnancy-or-antibody-screen"),
     P("fnait", "bcbsmt-fnait-history", {"history": observation(None, text="HPA-1a antibody screen", result="positive")},
       "met", line="L266", name="FNAIT-platelet-alloantibodies-on-screening"),
-    P("fnait", "bcbsmt-fnait-alloimmune", {"dx": condition("O36.8230", "Maternal care for fetal thrombocytopenia, third trimester", id="dx")},
+    P("fnait", "bcbsmt-fnait-history", {"history": observation(None, text="HPA-1a antibody screen", result="negative")},
+      "missing", {"pregnancy-history"}, "L266", "FNAIT-negative-alloantibody-screen"),
+    # "Pregnant women": the pregnancy is current — not an O36.82 entry left active after delivery.
+    P("fnait", "bcbsmt-fnait-pregnant", {"dx": condition("O36.8230", "Maternal care for fetal thrombocytopenia, third trimester",
+      text="Fetal and neonatal alloimmune thrombocytopenia, third trimester", id="dx", onset=ago(400))}, "missing",
+      {"pregnancy-history"}, "L265", "FNAIT-pregnancy-dated-400-days-ago-is-over"),
+    P("fnait", "bcbsmt-fnait-pregnant", {"dx": condition("O36.8230", "Maternal care for fetal thrombocytopenia, third trimester",
+      text="Fetal and neonatal alloimmune thrombocytopenia, third trimester", id="dx")}, "missing",
+      {"pregnancy-history"}, "L265", "FNAIT-undated-pregnancy-not-shown-current"),
+    P("fnait", "bcbsmt-fnait-alloimmune", {"dx": condition("O36.8230", "Maternal care for fetal thrombocytopenia, third trimester", id="dx",
+      onset=ago(200))},
       "missing", {"diagnosis-specificity"}, "L263", "FNAIT-fetal-thrombocytopenia-cause-not-documented"),
     P("neonatal-hemochromatosis", "bcbsmt-nh-history", {"patient": patient("1990-01-01"), "order": ivig_request(60, every=1, period_unit="wk", reason="dx")},
       "missing", {"pregnancy-history"}, "L270", "NH-adult-neither-infant-nor-documented-pregnancy"),
     P("neonatal-hemochromatosis", "bcbsmt-nh-history", {"patient": patient("1990-01-01"),
       "order": ivig_request(60, every=1, period_unit="wk", reason="dx"),
-      "preg": condition("Z33.1", "Pregnant state", id="preg"),
+      "preg": condition("Z33.1", "Pregnant state", id="preg", onset=ago(120)),
       "hx": condition(None, text="History of neonatal hemochromatosis in a previous pregnancy", clinical="resolved", id="hx")},
       "met", line="L270", name="NH-pregnant-with-previous-affected-pregnancy"),
     # Post-transfusion purpura, severe (L272)
@@ -665,6 +760,13 @@ CASES = [
       "not-met", line="L289", name="SJS-onset-400-days-ago-not-acute"),
     # Stiff person (L293-294)
     P("stiff-person", "bcbsmt-sps-anti-gad", {}, "met", line="L293", name="SPS-anti-GAD-positive"),
+    # A numeric titer is read against the laboratory's range or its flag.
+    P("stiff-person", "bcbsmt-sps-anti-gad", {"gad": observation(None, text="GAD65 antibody (anti-GAD)", value=250,
+      unit="[IU]/mL", ref_high=5, when=ago(50))}, "met", line="L293", name="SPS-anti-GAD-250-above-range"),
+    P("stiff-person", "bcbsmt-sps-anti-gad", {"gad": observation(None, text="GAD65 antibody (anti-GAD)", value=2,
+      unit="[IU]/mL", ref_high=5, when=ago(50))}, "not-met", line="L293", name="SPS-anti-GAD-2-within-range"),
+    P("stiff-person", "bcbsmt-sps-anti-gad", {"gad": observation(None, text="GAD65 antibody (anti-GAD)", value=250,
+      unit="[IU]/mL", when=ago(50))}, "missing", {"anti-gad-antibody"}, "L293", "SPS-anti-GAD-number-without-range-or-flag"),
     P("stiff-person", "bcbsmt-sps-anti-gad", {"gad": anti_gad("negative")}, "not-met", line="L293",
       name="SPS-anti-GAD-negative"),
     P("stiff-person", "bcbsmt-sps-anti-gad", {"gad": None}, "missing", {"anti-gad-antibody"}, "L293",
@@ -697,7 +799,14 @@ CASES = [
     P("toxic-shock", "bcbsmt-tss-organism", {"organism": None}, "missing", {"causative-organism"}, "L300",
       "TSS-organism-not-documented"),
     P("toxic-shock", "bcbsmt-tss-organism", {"organism": diagnostic_report(None, "Blood culture",
-      "Streptococcus pyogenes (group A streptococcus) isolated.")}, "met", line="L300", name="TSS-culture-names-group-A-strep"),
+      "Streptococcus pyogenes (group A streptococcus) isolated.", when=ago(2))}, "met", line="L300",
+      name="TSS-culture-names-group-A-strep"),
+    # The organism must be this infection's: a culture from two months ago is another episode.
+    P("toxic-shock", "bcbsmt-tss-organism", {"organism": diagnostic_report(None, "Blood culture",
+      "Streptococcus pyogenes (group A streptococcus) isolated.", when=ago(60))}, "missing", {"causative-organism"},
+      "L300", "TSS-culture-from-60-days-ago"),
+    P("toxic-shock", "bcbsmt-tss-organism", {"organism": condition(None, text="Nasal carriage of Staphylococcus aureus", id="organism",
+      onset=ago(2))}, "missing", {"causative-organism"}, "L300", "TSS-MRSA-carriage-is-not-the-cause"),
     P("toxic-shock", "bcbsmt-tss-organism", {"organism": condition("B95.2", "Enterococcus as the cause", id="organism")},
       "missing", {"causative-organism"}, "L300", "TSS-enterococcus-is-not-strep-or-staph"),
     # ---- Primary humoral immunodeficiency: the ANY branches (L139-151, Testing Table L161-173)
@@ -731,31 +840,45 @@ CASES = [
         "inf": [infection("A41.9", ago(500), "Sepsis"), infection("J18.9", ago(450), severity="severe")],
         "abx": med_statement("ceftriaxone", status="completed", reason=None),
         "workup": condition(None, text="Recurrent infections: other causes excluded (sweat test, CT sinuses normal)", id="workup"),
-        "vac": vaccine_poor()}, "met", line="L146", name="PI-subclass-deficiency-2-occasions"),
+        "vac": vaccine_poor() + tetanus_poor(420)}, "met", line="L146", name="PI-subclass-deficiency-2-occasions"),
+    # "Inability to mount an adequate response to protein and polysaccharide antigens": both classes.
     P(PI, "bcbsmt-pi-any", {"igg": igg(450, ago(60)), "sub": [
         igg_subclass(80, ago(300)), igg_subclass(85, ago(200))],
         "inf": [infection("A41.9", ago(500), "Sepsis"), infection("J18.9", ago(450), severity="severe")],
-        "abx": med_statement("ceftriaxone", status="completed", reason=None), "vac": vaccine_poor()},
+        "abx": med_statement("ceftriaxone", status="completed", reason=None),
+        "workup": condition(None, text="Recurrent infections: other causes excluded (sweat test, CT sinuses normal)", id="workup"),
+        "vac": vaccine_poor()}, "missing", {"vaccine-response"}, "L148",
+      "PI-subclass-polysaccharide-nonresponse-only"),
+    P(PI, "bcbsmt-pi-any", {"igg": igg(450, ago(60)), "sub": [
+        igg_subclass(80, ago(300)), igg_subclass(85, ago(200))],
+        "inf": [infection("A41.9", ago(500), "Sepsis"), infection("J18.9", ago(450), severity="severe")],
+        "abx": med_statement("ceftriaxone", status="completed", reason=None), "vac": vaccine_poor() + tetanus_poor(420)},
       "missing", {"infection-treatment"}, "L147", "PI-subclass-infections-not-shown-unexplained"),
     P(PI, "bcbsmt-pi-any", {"igg": igg(450, ago(60)), "sub": [igg_subclass(80, ago(300)), igg_subclass(85, ago(200))],
         "inf": [infection("J18.9", ago(302), severity="severe"), infection("A41.9", ago(202), "Sepsis")],
         "abx": med_statement("ceftriaxone", status="completed", reason=None),
-        "workup": condition(None, text="Other causes excluded", id="workup"), "vac": vaccine_poor()},
+        "workup": condition(None, text="Other causes excluded", id="workup"), "vac": vaccine_poor() + tetanus_poor(420)},
       "missing", {"igg-subclass-levels"}, "L146", "PI-subclass-drawn-during-infection"),
     P(PI, "bcbsmt-pi-any", {"igg": igg(450, ago(60), ref_low=700), "sub": [
         igg_subclass(300, ago(300)), igg_subclass(310, ago(200))], "inf": two_infections(),
         "vac": vaccine_poor()}, "not-met", line="L146", name="PI-subclasses-normal-twice"),
     P(PI, "bcbsmt-pi-any", {"igg": igg(800, ago(60), ref_low=700), "inf": [
         infection("A41.9", ago(300), "Sepsis"), infection("J18.9", ago(200), severity="severe")],
-        "abx": med_statement("levofloxacin", status="completed", reason=None),
+        "abx": abx_courses(300, 200),
         "vac": severe_nonresponse()}, "met", line="L149", name="PI-normal-IgG+severe-polysaccharide-nonresponse"),
+    # "despite aggressive management and treatment with antibiotics": one course does not show it.
     P(PI, "bcbsmt-pi-any", {"igg": igg(800, ago(60), ref_low=700), "inf": [
         infection("A41.9", ago(300), "Sepsis"), infection("J18.9", ago(200), severity="severe")],
-        "abx": med_statement("levofloxacin", status="completed", reason=None),
+        "abx": abx_courses(300),
+        "vac": severe_nonresponse()}, "missing", {"infection-treatment"}, "L151",
+      "PI-normal-IgG-one-antibiotic-course-is-not-aggressive-management"),
+    P(PI, "bcbsmt-pi-any", {"igg": igg(800, ago(60), ref_low=700), "inf": [
+        infection("A41.9", ago(300), "Sepsis"), infection("J18.9", ago(200), severity="severe")],
+        "abx": abx_courses(300, 200),
         "vac": vaccine_poor()}, "missing", {"vaccine-response"}, "L150",
       "PI-normal-IgG-one-serotype-is-not-severe-nonresponse"),
     P(PI, "bcbsmt-pi-any", {"igg": igg(800, ago(60), ref_low=700), "vac": severe_nonresponse(),
-        "abx": med_statement("levofloxacin", status="completed", reason=None)}, "missing",
+        "abx": abx_courses(300, 200)}, "missing",
       {"infection-history"}, "L151", "PI-normal-IgG-nonresponse-without-infections"),
     P(PI, "bcbsmt-pi-any", {"igg": None}, "missing", {"igg-pretreatment"}, "L141", "PI-no-IgG"),
     P(PI, "bcbsmt-pi-any", {"igg": igg(150, ago(60), unit=None)}, "missing", {"igg-pretreatment"}, "L141",
@@ -779,7 +902,7 @@ CASES = [
       "not-met", line="L180", name="PI-retested-off-therapy-now-protective"),
     P(PI, "bcbsmt-pi-any", {"igg": igg(800, ago(400), ref_low=700), "inf": [
         infection("A41.9", ago(700), "Sepsis"), infection("J18.9", ago(600), severity="severe")],
-        "abx": med_statement("levofloxacin", status="completed", reason=None),
+        "abx": abx_courses(650, 600),
         "vac": severe_nonresponse(450), "admin": ivig_admin(ago(300)),
         "order": ivig_request(35, reason="dx")}, "met", line="L179", name="PI-continuation-within-18-months"),
     # Timeline: continuation without a start date (CONTRACT §4)
@@ -1263,3 +1386,37 @@ def test_contract_order_reason_not_documented_is_not_approved_under_another_row(
     assert rep["determination"] == "documentation-missing"
     assert missing_codes(rep) == {"indication"}
     assert "Small fiber neuropathy" in rep["missing_documentation"][0]["detail"]
+
+
+def test_003_a_note_naming_an_unrelated_experimental_condition_is_a_comorbidity():
+    """Only the row's own experimental sub-conditions (its ``excludes``) in a Condition's notes
+    move it to the experimental list: "also has chronic fatigue syndrome" written on a CVID
+    entry does not make the CVID experimental, while "secondary progressive since 2021" on
+    an MS entry does make the MS the experimental chronic progressive form (L328)."""
+    parts = ROWS[PI]()
+    parts["dx"] = condition("D83.9", "Common variable immunodeficiency", id="dx",
+                            note="Also has chronic fatigue syndrome.")
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == PI
+    assert rep["determination"] == "criteria-met"
+    parts = ROWS["multiple-sclerosis"]()
+    parts["dx"] = condition("G35", "Multiple sclerosis", id="dx", severe=True,
+                            note="Secondary progressive since 2021.")
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == "exp-chronic-progressive-ms"
+    assert rep["determination"] == "not-covered"
+
+
+@pytest.mark.parametrize("dx,expected", [
+    pytest.param(condition("G61.81", "Chronic inflammatory demyelinating polyneuritis", id="dx", onset=ago(200),
+                           text="Chronic progressive demyelinating polyneuropathy (CIDP)", note=CIDP_NOTE),
+                 "cidp", id="003-L113-CIDP-chronic-progressive-is-not-progressive-MS"),
+    pytest.param(condition("M31.0", "Hypersensitivity angiitis", text="Leukocytoclastic vasculitis", id="dx", severe=True),
+                 "vasculitis", id="003-L306-M31.0-hypersensitivity-vasculitis-is-not-Goodpasture"),
+])
+def test_003_words_shared_with_an_experimental_row_do_not_move_a_covered_condition(dx, expected):
+    """Over-strict readings the review found (O1, O2): the covered row keeps the Condition."""
+    parts = ROWS[expected]()
+    parts["dx"] = dx
+    rep = run(parts, RS)
+    assert rep["indication"]["id"] == expected, rep["warnings"]
