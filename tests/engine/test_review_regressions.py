@@ -410,3 +410,32 @@ def test_every_named_criterion_and_row_exists():
             assert crit in ids, (p.id, crit)
         if indication is not None:
             assert ruleset.indication(indication) is not None, (p.id, indication)
+
+
+def test_what_the_clinician_reads_never_names_a_value_set():
+    """Issue 9: a missing item tells a clinician what to record, in words — never a
+    value-set id (dx_…, tx_…, finding_…). Every row case, every aaaai case and every
+    reviewed record is read: item texts, criterion details and warnings."""
+    import re
+
+    from fhir_mappings.terminology import default_terminology
+
+    ids = sorted((n for n in default_terminology().valuesets if "_" in n), key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, ids)) + r")\b")
+    reports = []
+    for p in T.CASES:
+        name, _crit, changes, *_ = p.values
+        parts = T.ROWS[name]()
+        parts.update(changes)
+        reports.append(run(parts, BC))
+    for p in A.CASES:
+        base, _crit, changes, *_ = p.values
+        reports.append(run(base(**changes), AA))
+    reports += [run(p.values[0](), p.values[2]) for p in RECORDS]
+    seen = []
+    for rep in reports:
+        texts = [m["detail"] for m in rep["missing_documentation"]] + [
+            c.get("detail", "") for c in rep["criteria"]] + rep["warnings"]
+        seen += [(hit, text) for text in texts for hit in pattern.findall(text)]
+    assert len(reports) > 300
+    assert not seen, seen[:5]
