@@ -49,8 +49,9 @@ def test_output_is_pure_function_of_input_ruleset_as_of(capsys):
 def test_text_format_is_readable(capsys):
     code, out, _ = run(["evaluate", str(SEED_002), *AS_OF], capsys)
     assert code == 0
-    assert "Determination: DOCUMENTATION-MISSING" in out
-    assert "[ ] body-weight" in out
+    assert "Determination: DOCUMENTATION MISSING — 3 documentation items missing" in out
+    assert "  [ ] Current body weight\n" in out  # the item as a person names it, not its code
+    assert "body-weight" not in out
 
 
 def test_task_out_writes_a_valid_task(tmp_path, capsys):

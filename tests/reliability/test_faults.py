@@ -753,7 +753,7 @@ def _check_task_outcome(row: TaskFault, server: FakeFhir, report: dict[str, Any]
         assert stored is not None and stored.get("id") == task["id"], "the stored Task's id was not found"
         # The Task reflects the fault-free report.
         assert task_codes(task) == missing_codes(report)
-        assert f"Determination: {report['determination']}" in task["note"][0]["text"]
+        assert task["businessStatus"]["coding"][0]["code"] == report["determination"]
         if row.created is not None:
             assert created is row.created
         if stale is not None:
