@@ -1,8 +1,8 @@
 """End to end in a real browser: Debian's chromium driven by Playwright, the app under
 gunicorn (``ivig-check serve``), the SMART stub in front of the real FHIR server.
 
-EHR launch -> authorize -> callback -> report -> "Write Task" (by keyboard) -> Task
-shown as the server holds it -> relaunch -> the same Task.
+EHR launch -> authorize -> callback -> report -> "Write Task" (by keyboard) -> the Task page
+(and its JSON) as the server holds it -> relaunch -> the same Task, already up to date.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def test_ehr_launch_report_task_relaunch_in_chromium(browser, smart_stub, sekmet
         task_link = status.get_by_role("link").first
         task_ref = task_link.inner_text()
         task_link.click()
+        # The Task as the server holds it, readable; its raw JSON one link further.
+        expect(page.get_by_text("Open: documentation requested")).to_be_visible()
+        page.get_by_role("link", name="Show the Task as FHIR JSON").click()
         expect(page.locator("pre")).to_contain_text('"resourceType": "Task"')
         expect(page.locator("pre")).to_contain_text('"status": "requested"')
         page.close()
@@ -69,7 +72,9 @@ def test_ehr_launch_report_task_relaunch_in_chromium(browser, smart_stub, sekmet
         page.get_by_role("button", name=re.compile("Task")).click()
         page.wait_for_url(re.compile(r"/report\?ctx=[\w-]+$"))
         expect(page.get_by_role("status")).to_contain_text(task_ref.split("/")[-1])
-        expect(page.get_by_role("status")).to_contain_text("Task updated")
+        # The record did not change: the same Task, and nothing written (the truth, not "updated").
+        expect(page.get_by_role("status")).to_contain_text("Task already up to date")
+        expect(page.get_by_role("status")).to_contain_text("(version 1)")
         # No token or code in the final URL.
         assert "code=" not in page.url and "state=" not in page.url
         context.close()
