@@ -277,8 +277,11 @@ def render_text(report: dict[str, Any]) -> str:
                               "", "Order: "))
     th = report["therapy"]
     first = th["first_dose_date"] or "not documented"
-    lines.append(f"Therapy: {THERAPY_TEXT.get(th['status'], th['status'])}"
-                 + ("" if th["status"] == "none" else f"; first dose {first}"))
+    if th["status"] == "new-start" and not th["first_dose_date"]:
+        lines.append("Therapy: new start (no earlier immune globulin in the record)")
+    else:
+        lines.append(f"Therapy: {THERAPY_TEXT.get(th['status'], th['status'])}"
+                     + ("" if th["status"] == "none" else f"; first dose {first}"))
     missing = report["missing_documentation"]
     det = report["determination"]
     lines.append(f"Determination: {DETERMINATION_TEXT.get(det, det)}"
