@@ -7,30 +7,15 @@ EHR launch -> authorize -> callback -> report -> "Write Task" (by keyboard) -> t
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from smart_app.task import DEFAULT_TASK_IDENTIFIER_SYSTEM
 from tests.support.app_server import run_app
 
-CHROMIUM = os.environ.get("IVIG_CHROMIUM", "/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                    "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 def test_ehr_launch_report_task_relaunch_in_chromium(browser, smart_stub, sekmet_base):

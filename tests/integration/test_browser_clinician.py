@@ -10,31 +10,16 @@ the app under gunicorn reading the real FHIR server (sekmet-fhir, an open server
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support.app_server import run_app
 
-CHROMIUM = os.environ.get("IVIG_CHROMIUM", "/usr/bin/chromium")
 BLOCKING = {"serious", "critical"}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                    "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

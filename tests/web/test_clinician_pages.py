@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-from web_helpers import complete_launch, csrf_of, make_app
+from web_helpers import complete_launch, csrf_of, make_app, nothing_missing
 from fake_ehr import ISS, FakeEhr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,14 +15,6 @@ WEIGHT = {"resourceType": "Observation", "id": "new-weight", "status": "final",
           "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
           "effectiveDateTime": "2025-06-20",
           "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}
-
-
-@pytest.fixture
-def launched(app, client, rsps):
-    app.extensions["ivig"].client_options = {"backoff": 0}
-    ehr = FakeEhr(rsps)
-    assert complete_launch(client, ehr).status_code == 302
-    return ehr
 
 
 def _write(client) -> str:
@@ -63,17 +54,7 @@ def test_json_answer_names_the_outcome(client, launched):
 
 
 def test_no_task_needed_says_so(client, launched, monkeypatch):
-    from smart_app.views import launched as web
-
-    original = web.evaluate_record
-
-    def complete(record, ruleset, as_of, **kw):
-        report = original(record, ruleset, as_of, **kw)
-        report["missing_documentation"] = []
-        report["determination"] = "criteria-met"
-        return report
-
-    monkeypatch.setattr(web, "evaluate_record", complete)
+    nothing_missing(monkeypatch)
     notice = _notice(_write(client))
     assert notice == ("✓ No Task written: nothing is missing, and no earlier Task exists for this patient, "
                       "indication and policy.")
