@@ -12,8 +12,10 @@ import logging
 import os
 import sys
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fhir_mappings import BundleError, load_record
 from fhir_mappings.terminology import TerminologyError
@@ -50,12 +52,20 @@ def _read_input(path: str) -> tuple[str | bytes, str]:
     if path == "-":
         return sys.stdin.buffer.read(), "standard input"
     p = Path(path)
+    if p.is_dir():
+        raise BundleError(f"{path}: is a directory; give the path of a Bundle JSON file")
     if not p.is_file():
         raise BundleError(f"{path}: no such file")
     try:
         return p.read_bytes(), p.name
     except OSError as exc:
         raise BundleError(f"{path}: cannot be read ({exc.strerror})") from exc
+
+
+def _check_http_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--fhir-base must be an http:// or https:// URL, got {url!r}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -74,6 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UsageError("give either BUNDLE.json or --fhir-base, not both")
         if not args.patient:
             raise UsageError("--fhir-base needs --patient ID")
+        _check_http_url(args.fhir_base)
         client = FhirClient(args.fhir_base, token=args.bearer_token)
         record = client.patient_record(args.patient)
     else:
@@ -108,7 +119,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_rulesets(args: argparse.Namespace) -> int:
     for rs in available_rulesets().values():
         n = len(rs.indications)
-        sys.stdout.write(f"{rs.id}\tversion {rs.version}\t{n} indications\t{rs.title}\n\tsource: {rs.source}\n")
+        sys.stdout.write(f"{rs.id}\tversion {rs.version}\t{n} indication{'' if n == 1 else 's'}\t{rs.title}\n"
+                         f"\tsource: {rs.source}\n")
     return EXIT_OK
 
 
@@ -154,15 +166,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    try:
+        return metadata.version("ivig-coverage-check")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ivig-check", description="IVIG/SCIG coverage check on FHIR R4 records")
+    parser.add_argument("--version", action="version", version=f"ivig-check {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ev = sub.add_parser("evaluate", help="evaluate a patient Bundle or a patient on a FHIR server")
     ev.add_argument("bundle", nargs="?", help="FHIR R4 Bundle JSON file, or - for standard input")
     ev.add_argument("--ruleset", help="ruleset id (default: the one the patient's Coverage maps to "
                                       f"in the payer map, else $IVIG_RULESET or {DEFAULT_RULESET})")
     ev.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today)")
-    ev.add_argument("--format", choices=["json", "text"], default="text")
+    ev.add_argument("--format", choices=["json", "text"], default="text", help="output format (default: text)")
     ev.add_argument("--task-out", metavar="FILE", help="write the Task that would be written back")
     ev.add_argument("--fhir-base", metavar="URL", help="FHIR R4 base URL to read the patient from")
     ev.add_argument("--patient", metavar="ID", help="patient id on the FHIR server")

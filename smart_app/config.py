@@ -74,6 +74,10 @@ class DemoPatient:
     label: str
     ruleset: str | None = None
     determination: str | None = None  # what the app computes for it (shown as a hint)
+    name: str = ""  # the patient's (synthetic) name
+    indication: str = ""  # the primary indication's label, "" when there is none
+    policy: str = ""  # the policy's citation, as a person names it
+    policy_chosen: str = ""  # "from Coverage" | "requested" | "default"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ from fhir_mappings import load_record
 
 from .config import Config, DemoPatient, load_config, normalize_base
 from .demo_cds import demo_cds_client
+from .engine.model import get_ruleset
 from .report import evaluate_record
+from .views.launched import patient_banner
 from .serve import PortInUse, check_port
 
 EXAMPLES_AS_OF = date(2025, 6, 30)  # the date examples/README.md evaluates every example on
@@ -36,19 +38,21 @@ class DemoError(RuntimeError):
 
 def demo_patients(examples: Path, default_ruleset: str) -> list[DemoPatient]:
     """One entry per example (the ruleset its Coverage chooses), and one per extra ruleset,
-    labelled with the file name and the determination the app computes for it, so the
-    visitor knows what to expect."""
+    with the patient's name, the indication, the policy and the determination the app
+    computes for it, so the visitor knows what to expect."""
     out = []
     for path in sorted(examples.glob("*.json")):
         record = load_record(path.read_bytes(), path.name)
         pid = record.patient["id"]
-        title = path.stem.split("-", 1)[1].replace("-", " ") if "-" in path.stem else path.stem
+        number = path.stem.split("-", 1)[0]
+        name = patient_banner(record.patient)["name"] or pid
         for ruleset in (None, *filter(None, [ALSO_UNDER.get(pid)])):  # None: chosen from Coverage
             report = evaluate_record(record, ruleset, EXAMPLES_AS_OF, default_ruleset=default_ruleset)
-            shown = ruleset or report["ruleset"]["id"]
-            how = "" if ruleset else ", from Coverage" if report["payer"]["chosen_by"] == "coverage" else ", default"
-            out.append(DemoPatient(id=pid, label=f"{path.stem[:2]} · {title} ({shown}{how})",
-                                   ruleset=ruleset, determination=report["determination"]))
+            chosen = {"coverage": "from Coverage", "requested": "requested"}.get(report["payer"]["chosen_by"], "default")
+            out.append(DemoPatient(
+                id=pid, label=f"{number} · {name}", ruleset=ruleset, determination=report["determination"],
+                name=name, indication=(report["indication"] or {}).get("label") or "",
+                policy=get_ruleset(report["ruleset"]["id"]).citation, policy_chosen=chosen))
     return out
 
 
@@ -83,8 +87,11 @@ def run_demo(port: int, examples: Path) -> None:
             cds_clients=(demo_cds_client(base),),
         )
         print(f"ivig-check demo: FHIR server (sekmet-fhir, in memory) at {fhir_base}", file=sys.stderr)
-        print(f"ivig-check demo: {len(config.demo_patients)} example patients loaded; "
-              f"reports are evaluated as of {EXAMPLES_AS_OF}", file=sys.stderr)
+        n_patients = len({p.id for p in config.demo_patients})
+        extra = len(config.demo_patients) - n_patients
+        print(f"ivig-check demo: {n_patients} example patient{'s' if n_patients != 1 else ''} loaded"
+              + (f" ({extra} also under a second policy)" if extra else "")
+              + f"; reports are evaluated as of {EXAMPLES_AS_OF}", file=sys.stderr)
         print("ivig-check demo: Ctrl-C stops the app and the FHIR server; open:", file=sys.stderr)
         sys.stderr.flush()
         print(f"{base}/launch.html", flush=True)

@@ -17,10 +17,12 @@ import json
 import logging
 import random
 import re
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -87,6 +89,50 @@ class PreconditionFailed(FhirRefused):
     """412: a conditional write lost a race (stale version, or the match changed)."""
 
 
+def pooled_session(size: int) -> requests.Session:
+    """A Session keeping up to ``size`` connections per host: as many as the searches that
+    run at once, so none is opened only to be discarded ("connection pool is full")."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(size, 1))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _causes(exc: BaseException):
+    """The exception and what it wraps (requests -> urllib3 -> socket)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                 if isinstance(x, BaseException)]
+
+
+def unreachable_message(base_url: str, exc: BaseException, timeout: float) -> str:
+    """Why a request never got an answer, in words (no exception class names), naming the
+    server's base URL (never the request's query: it holds the patient id)."""
+    where = base_url.rstrip("/")
+    causes = list(_causes(exc))
+    if any(isinstance(e, requests.Timeout | TimeoutError) for e in causes):
+        return f"FHIR server {where} did not answer within {timeout:g} s"
+    if any(isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError" for e in causes):
+        why = "its host name was not found"
+    elif any(isinstance(e, ConnectionRefusedError) for e in causes):
+        why = "the connection was refused (is the server running, and is the port right?)"
+    elif any(isinstance(e, ssl.SSLError) or isinstance(e, requests.exceptions.SSLError) for e in causes):
+        why = "the secure (TLS) connection failed"
+    elif any(isinstance(e, ConnectionResetError) for e in causes):
+        why = "the connection was reset"
+    else:
+        why = "the connection failed"
+    return f"FHIR server {where} could not be reached: {why}"
+
+
 @dataclass
 class FhirClient:
     base_url: str
@@ -95,13 +141,15 @@ class FhirClient:
     retries: int = 3
     backoff: float = 0.5
     max_workers: int = 16  # >= searches + 1, so one patient is one wave of requests
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session | None = None  # default: pooled_session(max_workers)
     # Refresh hook, called with the token that was refused; returns the token to retry with.
     on_unauthorized: Callable[[str | None], str | None] | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/") + "/"
+        if self.session is None:
+            self.session = pooled_session(self.max_workers)
 
     # --- low level ------------------------------------------------------------------------
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -132,9 +180,7 @@ class FhirClient:
                     self.sleep(self.backoff * 2**attempt)
                     attempt += 1
                     continue
-                if isinstance(exc, requests.Timeout):
-                    raise FhirUnreachable(f"FHIR server did not answer within {self.timeout:g} s") from exc
-                raise FhirUnreachable(f"FHIR server unreachable ({type(exc).__name__})") from exc
+                raise FhirUnreachable(unreachable_message(self.base_url, exc, self.timeout)) from exc
             if resp.status_code == 429 or resp.status_code >= 500:
                 if attempt < self.retries:
                     self.sleep(_retry_after(resp, self.backoff * 2**attempt))

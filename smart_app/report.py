@@ -9,20 +9,34 @@ from typing import Any
 from fhir_mappings import PatientFacts, PatientRecord, extract_facts
 from fhir_mappings.dates import years_between
 
+from .engine import model as m
 from .engine.checks import Result
 from .engine.evaluate import Evaluation, IndicationResult, evaluate
 from .engine.model import documentation_codes, get_ruleset
 from .engine.timeline import ORDER_STATUSES, choose_order
 from .payers import PayerMap, choose_ruleset, load_payer_map
+from .report_extras import dose_calculation, igg_history, vaccine_responses
 
 REPORT_VERSION = "1"
+
+
+def _once(items):
+    """The items in order, each once."""
+    return list(dict.fromkeys(items))
+
+
+def _detail_once(detail: str) -> str:
+    """A detail whose "; "-joined parts are each said once (an "any of" criterion gathers
+    the details of its branches, and branches share parts)."""
+    return "; ".join(_once(p for p in (detail or "").split("; ") if p))
 
 
 def _result_json(result: Result) -> dict[str, Any]:
     return {
         "status": result.status,
-        "evidence": [{"reference": e.reference, "summary": e.summary} for e in result.evidence],
-        "detail": result.detail,
+        "evidence": [{"reference": ref, "summary": summary}
+                     for ref, summary in _once((e.reference, e.summary) for e in result.evidence)],
+        "detail": _detail_once(result.detail),
     }
 
 
@@ -34,19 +48,35 @@ def _missing_json(items) -> list[dict[str, str]]:
     ]
 
 
+def _criterion_source(cr, res: IndicationResult, ruleset) -> tuple[str, str]:
+    """(the criterion's citation, its section): for the dose criterion, the range that
+    applies to this indication, or the statement that the policy gives none (a common dose
+    criterion otherwise cites another indication's range)."""
+    cite = cr.criterion.cite
+    if isinstance(cr.criterion.check, m.DoseCheck):
+        rng = res.indication.dose
+        if rng is None:
+            text = f"{ruleset.citation}: no dose range is given for {res.indication.label}"
+            return text, text
+        cite = rng.cite
+    return ruleset.cite(cite), f"{ruleset.citation} — {cite.section}"
+
+
 def _criteria_json(res: IndicationResult, ruleset) -> list[dict[str, Any]]:
     out = []
     for cr in res.criteria:
+        source, section = _criterion_source(cr, res, ruleset)
         item = {
             "id": cr.criterion.id,
             "description": cr.criterion.description,
             **_result_json(cr.result),
-            "source": ruleset.cite(cr.criterion.cite),
+            "source": source,
+            "source_section": section,
         }
         if cr.result.components:
             item["components"] = [_result_json(c) for c in cr.result.components]
         if cr.result.missing and cr.result.status == "missing":
-            item["missing"] = [x.code for x in cr.result.missing]
+            item["missing"] = _once(x.code for x in cr.result.missing)
         out.append(item)
     return out
 
@@ -74,6 +104,7 @@ def dose_json(ev: Evaluation) -> dict[str, Any]:
         "mg_per_kg": round(dose.mg_per_kg) if dose.mg_per_kg is not None else None,
         "range_mg_per_kg": list(dose.range_mg_per_kg) if dose.range_mg_per_kg else None,
         "note": dose.note,
+        **dose_calculation(ev),
     }
 
 
@@ -103,6 +134,7 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
             "interval_days": round(order.interval_days, 2) if order.interval_days else None,
             "course_doses": order.course_count,
             "dose_note": order.dose_note,
+            "authored_on": order.authored.isoformat() if order.authored else None,
         },
         "therapy": {
             "status": tl.status,
@@ -115,6 +147,8 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
         "criteria": _criteria_json(ev.primary, ev.ruleset) if ev.primary else [],
         "missing_documentation": _missing_json(ev.missing),
         "dose_check": dose_json(ev),
+        "igg_history": igg_history(ev),
+        "vaccine_responses": vaccine_responses(ev),
         "other_indications": [
             {
                 **_indication_json(o, ev.ruleset),
@@ -168,58 +202,189 @@ def degrade_for_access(report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-STATUS_MARK = {"met": "[met]    ", "not-met": "[NOT MET]", "missing": "[missing]", "not-applicable": "[n/a]    "}
+STATUS_MARK = {"met": "[met]      ", "not-met": "[NOT MET]  ", "missing": "[missing]  ",
+               "not-applicable": "[n/a]      ", "not-accessible": "[no access]", "not-available": "[no data]  "}
+STATUS_WORD = {"met": "met", "not-met": "not met", "missing": "missing", "not-applicable": "not applicable",
+               "not-accessible": "not accessible", "not-available": "not available"}
+DETERMINATION_TEXT = {
+    "criteria-met": "CRITERIA MET",
+    "documentation-missing": "DOCUMENTATION MISSING",
+    "criteria-not-met": "CRITERIA NOT MET",
+    "not-covered": "NOT COVERED BY THIS POLICY",
+    "no-indication": "NO COVERED INDICATION FOUND",
+}
+COVERAGE_TEXT = {"labeled": "labeled indication", "off-label": "off-label indication",
+                 "experimental": "experimental or investigational under this policy",
+                 "unlisted": "not listed in this policy"}
+THERAPY_TEXT = {"new-start": "new start", "continuation": "continuation of therapy",
+                "none": "no immune globulin therapy documented"}
+TIMING_TEXT = {"pre-treatment": "before the first dose", "on-treatment": "on treatment",
+               "unknown": "timing unknown (may be on treatment)"}
+DOSE_TEXT = {"within-range": "within the policy's range", "above-range": "above the policy's range",
+             "below-range": "below the policy's range", "unknown": "cannot be checked",
+             "not-applicable": "no order to check"}
+UNIT_TEXT = {"ug/mL": "µg/mL", "[IU]/mL": "IU/mL"}
+WRAP = 100
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _wrapped(text: str, indent: str, first: str = "") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, WRAP, initial_indent=indent + first, subsequent_indent=indent + " " * len(first),
+                         break_on_hyphens=False) or [indent + first]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
 
 
 def render_text(report: dict[str, Any]) -> str:
-    """A plain-text rendering for terminals and pipeline logs of the clinician's view."""
-    lines = []
+    """A plain-text rendering of the clinician's view, for terminals and pipeline logs: the
+    same words as the report page (no item codes), with record references in parentheses."""
+    lines: list[str] = []
     rs = report["ruleset"]
-    lines.append(f"IVIG coverage check — {rs['id']} (version {rs['version']}), as of {report['as_of']}")
-    if report.get("payer"):
-        lines.append(f"Policy choice: {report['payer']['detail']}")
+    lines.append(f"IVIG coverage check, as of {report['as_of']}")
+    lines.extend(_wrapped(f"{rs['title']} (version {rs['version']})", "", "Policy: "))
+    payer = report.get("payer")
+    if payer:
+        if payer.get("chosen_by") == "coverage":
+            how = f"chosen from the patient's Coverage: {payer.get('payer_label')} is the payer ({payer.get('coverage')})"
+        elif payer.get("chosen_by") == "requested":
+            how = "chosen by the user"
+        else:
+            how = f"the default policy: {payer.get('detail')}"
+        lines.extend(_wrapped(how, "        "))
     ind = report["indication"]
     if ind:
-        lines.append(f"Indication: {ind['label']} [{ind['coverage']}] ({', '.join(ind['evidence']) or 'named by the order'})")
+        lines.extend(_wrapped(f"{ind['label']} — {COVERAGE_TEXT.get(ind['coverage'], ind['coverage'])}"
+                              + (f" ({', '.join(ind['evidence'])})" if ind["evidence"] else " (named by the order)"),
+                              "", "Indication: "))
     order = report["order"]
     if order:
         dose = f"{order['dose_g']:g} g" if order["dose_g"] is not None else (
-            f"{order['dose_mg_per_kg']:g} mg/kg" if order["dose_mg_per_kg"] is not None else "dose unknown")
-        every = f" every {order['interval_days']:g} days" if order["interval_days"] else ""
-        lines.append(f"Order: {order['product']} {order['route'] or ''} {dose}{every} ({order['reference']})")
+            f"{order['dose_mg_per_kg']:g} mg/kg" if order["dose_mg_per_kg"] is not None else "dose not stated")
+        route = {"IV": " intravenously", "SC": " subcutaneously"}.get(order["route"] or "", "")
+        every = ""
+        if order["interval_days"]:
+            every = f" every {order['interval_days']:g} day" + ("" if order["interval_days"] == 1 else "s")
+        course = f", course of {_n(order['course_doses'], 'dose', 'doses')}" if order.get("course_doses") else ""
+        when = f", ordered {order['authored_on']}" if order.get("authored_on") else ""
+        lines.extend(_wrapped(f"{order['product']}, {dose}{route}{every}{course}{when} ({order['reference']})",
+                              "", "Order: "))
     th = report["therapy"]
-    lines.append(f"Therapy: {th['status']}, first dose {th['first_dose_date'] or 'not documented'}")
-    lines.append(f"Determination: {report['determination'].upper()}")
-    lines.append("")
-    for c in report["criteria"]:
-        lines.append(f"  {STATUS_MARK.get(c['status'], c['status'])} {c['description']}")
-        for e in c["evidence"][:4]:
-            lines.append(f"             - {e['summary']} ({e['reference']})")
+    first = th["first_dose_date"] or "not documented"
+    if th["status"] == "new-start" and not th["first_dose_date"]:
+        lines.append("Therapy: new start (no earlier immune globulin in the record)")
+    else:
+        lines.append(f"Therapy: {THERAPY_TEXT.get(th['status'], th['status'])}"
+                     + ("" if th["status"] == "none" else f"; first dose {first}"))
+    missing = report["missing_documentation"]
+    det = report["determination"]
+    lines.append(f"Determination: {DETERMINATION_TEXT.get(det, det)}"
+                 + (f" — {_n(len(missing), 'documentation item', 'documentation items')} missing" if missing else ""))
+    criteria = report["criteria"]
+
+    if missing:
+        lines += ["", f"Missing documentation ({len(missing)}):"]
+        for item in missing:
+            lines.append(f"  [ ] {item['display']}")
+            lines.extend(_wrapped(item["detail"], "      "))
+            needing = [c["description"] for c in criteria if item["code"] in (c.get("missing") or [])]
+            if needing:
+                lines.extend(_wrapped("; ".join(needing), "      ", "Needed for: "))
+    if report.get("not_checked"):
+        lines += ["", "Could not be checked (the app was not allowed to read the records they come from):"]
+        lines.extend(f"  ? {item['display']}" for item in report["not_checked"])
+
+    history = report.get("igg_history") or {}
+    if history.get("results"):
+        thresholds = ", ".join(f"{'below' if t['kind'] == 'below' else 'at least'} {t['mg_dl']:g}"
+                               for t in history.get("thresholds") or [])
+        lines += ["", "IgG history (mg/dL)" + (f"; policy threshold: {thresholds}" if thresholds else "") + ":"]
+        marks = []
+        if history.get("first_dose_date"):
+            marks.append((history["first_dose_date"], "first immune globulin dose"))
+        if history.get("order_date"):
+            marks.append((history["order_date"], "order date"))
+        rows = [(r["date"] or "undated", f"{r['comparator'] or ''}{r['value_mg_dl']:g}",
+                 TIMING_TEXT.get(r["timing"], r["timing"]), r["reference"]) for r in history["results"]]
+        rows += [(d, "", f"— {what}", "") for d, what in marks]
+        for day, value, timing, ref in sorted(rows, key=lambda r: r[0]):
+            lines.append(f"  {day:<10} {value:>7}  {timing}" + (f" ({ref})" if ref else ""))
+
+    for group in report.get("vaccine_responses") or []:
+        unit = UNIT_TEXT.get(group["unit"], group["unit"])
+        vac = group["vaccination"]
+        lines.append("")
+        if vac:
+            lo, hi = group["post_window_days"]
+            lines.append(f"Vaccine response — {group['label']}: {vac['display']} on {vac['date']} "
+                         f"(post-vaccination titers {lo}–{hi} days after" + (f"; {unit}):" if unit else "):"))
+        else:
+            lines.append(f"Vaccine response — {group['label']}: titers with no dated vaccination to pair them with"
+                         + (f" ({unit}):" if unit else ":"))
+        if not group["rows"]:
+            lines.append("  No titer was drawn before or after it.")
+        for row in group["rows"]:
+            pre = f"{row['pre']['value']:g} ({row['pre']['date']})" if row["pre"] else "none"
+            post = f"{row['post']['value']:g} ({row['post']['date']})" if row["post"] else "none"
+            fold = f", {row['fold_rise']:g}-fold" if row["fold_rise"] is not None else ""
+            if row["protective"] is None:
+                prot = ", no protective level stated" if row["post"] else ""
+            elif row["protective"]:
+                prot = f", protective (≥ {row['protective_level']:g})"
+            else:
+                prot = f", not protective (< {row['protective_level']:g})"
+            lines.append(f"  {row['label']}")
+            lines.append(f"      before {pre} → after {post}{fold}{prot}")
+        if vac and group["post_count"]:
+            lines.append(f"  Protective after vaccination: {group['protective_count']} of {group['post_count']}; "
+                         f"at least a 4-fold rise: {group['four_fold_count']} of {group['post_count']}")
+
     dc = report["dose_check"]
-    if dc["status"] != "not-applicable":
-        rng = dc["range_mg_per_kg"]
-        lines.append("")
-        lines.append(
-            f"Dose check: {dc['status']}"
-            + (f", {dc['mg_per_kg']} mg/kg ({dc['basis']})" if dc["mg_per_kg"] is not None else "")
-            + (f", range {rng[0]:g}–{rng[1]:g}" if rng else "")
-            + (f", weight {dc['weight_kg']} kg on {dc['weight_date']}" if dc["weight_kg"] else "")
-            + (f" — {dc['note']}" if dc.get("note") else "")
-        )
-    if report["missing_documentation"]:
-        lines.append("")
-        lines.append("Missing documentation:")
-        for item in report["missing_documentation"]:
-            lines.append(f"  [ ] {item['code']}: {item['display']} — {item['detail']}")
+    if order:
+        lines += ["", f"Dose check: {DOSE_TEXT.get(dc['status'], dc['status'])}"]
+        if dc.get("calculation"):
+            lines.append(f"  {dc['calculation']}")
+        elif dc.get("note"):
+            lines.append(f"  {_sentence(dc['note'])}")
+        if dc.get("weight_kg"):
+            lines.append(f"  Weight {dc['weight_kg']:g} kg on {dc['weight_date']}")
+        if dc.get("range_text"):
+            lines.append(f"  Range for this indication: {dc['range_text']}")
+        elif ind:
+            lines.append(f"  This policy gives no dose range for {ind['label']}")
+
+    if criteria:
+        counts = {}
+        for c in criteria:
+            counts[c["status"]] = counts.get(c["status"], 0) + 1
+        tally = ", ".join(f"{n} {STATUS_WORD.get(st, st)}" for st, n in counts.items())
+        lines += ["", f"Criteria ({tally}):"]
+        for c in criteria:
+            lines.extend(_wrapped(c["description"], "  ", STATUS_MARK.get(c["status"], c["status"]) + " "))
+            pad = "              "
+            if c.get("detail"):
+                lines.extend(_wrapped(_sentence(c["detail"]), pad))
+            for e in c["evidence"][:4]:
+                lines.extend(_wrapped(f"{e['summary']} ({e['reference']})", pad, "- "))
+            if len(c["evidence"]) > 4:
+                lines.append(f"{pad}… and {len(c['evidence']) - 4} more")
+            if c.get("source_section"):
+                lines.extend(_wrapped(c["source_section"], pad, "Policy: "))
     if report["other_indications"]:
-        lines.append("")
-        lines.append("Other indications in the record:")
+        lines += ["", "Other indications in the record:"]
         for o in report["other_indications"]:
-            lines.append(f"  - {o['label']} [{o['coverage']}]: {o['determination']}")
+            lines.append(f"  - {o['label']} ({COVERAGE_TEXT.get(o['coverage'], o['coverage'])}): "
+                         f"{DETERMINATION_TEXT.get(o['determination'], o['determination']).lower()}")
     if report["warnings"]:
-        lines.append("")
-        lines.append("Warnings:")
-        lines.extend(f"  ! {w}" for w in report["warnings"])
+        lines += ["", "Warnings:"]
+        for w in report["warnings"]:
+            lines.extend(_wrapped(w, "  ", "! "))
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,38 @@ def indication_system(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/fhir/CodeSystem/ivig-indication"
 
 
+def determination_system(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/fhir/CodeSystem/ivig-determination"
+
+
+# The determinations (CONTRACT §2) as a person reads them: Task.businessStatus and note.
+DETERMINATIONS = {
+    "criteria-met": ("Criteria met", "Every required criterion of the policy is met."),
+    "documentation-missing": ("Documentation missing",
+                              "Nothing contradicts the criteria, but required documentation is missing."),
+    "criteria-not-met": ("Criteria not met", "A required criterion is contradicted by the record."),
+    "not-covered": ("Not covered", "The indication is experimental or not listed in the policy: "
+                    "coverage needs an individual appeal."),
+    "no-indication": ("No covered indication", "No diagnosis in the record matches an indication of the policy."),
+}
+
+
+def _policy_sections(report: dict[str, Any], code: str) -> list[str]:
+    """The policy sections of the criteria that need the item ``code`` (each once)."""
+    return list(dict.fromkeys(
+        c["source_section"] for c in report.get("criteria") or []
+        if code in (c.get("missing") or []) and c.get("source_section")))
+
+
+def _input_text(report: dict[str, Any], item: dict[str, Any]) -> str:
+    """What to document, why, and the policy section that asks for it."""
+    text = fhir_string(item["detail"], item["display"])
+    sections = _policy_sections(report, item["code"])
+    if sections:
+        text = f"{text.rstrip('.')}. Policy: {'; '.join(sections)}."
+    return text
+
+
 # Task.identifier.system: a fixed canonical, the same wherever the app runs (moving it to
 # another URL, or serving it under two host names, must find the same Task). Deployments may
 # set their own (IVIG_TASK_IDENTIFIER_SYSTEM) once, before the first Task is written.
@@ -75,6 +107,8 @@ def build_task(
     ruleset = report["ruleset"]
     indication = report.get("indication")
     n = len(missing)
+    determination = report["determination"]
+    det_label, det_sentence = DETERMINATIONS.get(determination, (determination, ""))
     task: dict[str, Any] = {
         "resourceType": "Task",
         "identifier": [task_identifier(report, system=identifier_system)],
@@ -94,10 +128,16 @@ def build_task(
         "for": {"reference": report["patient"]["reference"]},
         "authoredOn": stamp,
         "lastModified": stamp,
+        "businessStatus": {
+            "coding": [{"system": determination_system(base_url), "code": determination,
+                        "display": det_label}],
+            "text": det_label,
+        },
         "note": [
             {
-                "text": f"Determination: {report['determination']} (as of {report['as_of']}). "
-                f"Ruleset {ruleset['id']} version {ruleset['version']}: {ruleset['source']}"
+                "text": f"Determination: {det_label.lower()} as of {report['as_of']}. {det_sentence} "
+                f"Checked against {fhir_string(ruleset['title'], ruleset['id'])} (version {ruleset['version']}). "
+                f"Source: {fhir_string(ruleset['source'], ruleset['id'])}."
             }
         ],
     }
@@ -119,7 +159,7 @@ def build_task(
             {
                 "type": {"coding": [{"system": cs, "code": item["code"], "display": item["display"]}],
                          "text": item["display"]},
-                "valueString": fhir_string(item["detail"], item["display"]),
+                "valueString": _input_text(report, item),
             }
             for item in missing
         ]
@@ -145,6 +185,23 @@ def documentation_codesystem(base_url: str) -> dict[str, Any]:
         "url": codesystem_url(base_url),
         "name": "IvigDocumentation",
         "title": "IVIG coverage documentation items",
+        "status": "active",
+        "content": "complete",
+        "caseSensitive": True,
+        "count": len(concepts),
+        "concept": concepts,
+    }
+
+
+def determination_codesystem(base_url: str) -> dict[str, Any]:
+    """The CodeSystem behind ``Task.businessStatus`` (the determination, CONTRACT §2)."""
+    concepts = [{"code": code, "display": label, "definition": definition}
+                for code, (label, definition) in DETERMINATIONS.items()]
+    return {
+        "resourceType": "CodeSystem",
+        "url": determination_system(base_url),
+        "name": "IvigDetermination",
+        "title": "IVIG coverage check determinations",
         "status": "active",
         "content": "complete",
         "caseSensitive": True,

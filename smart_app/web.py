@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request, url_for
+from jinja2 import ChoiceLoader, FunctionLoader
 from werkzeug.exceptions import HTTPException
 
 from .config import Config, load_config
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("smart_app.access")
 
 # Endpoints whose answers may be cached (no session data in them).
-CACHEABLE = ("static", "pages.launch_page", "pages.jwks", "pages.codesystem")
+CACHEABLE = ("static", "pages.launch_page", "pages.jwks", "pages.codesystem", "pages.determination_codes",
+             "pages.favicon")
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -34,6 +36,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["IVIG"] = config
     app.config["SECRET_KEY"] = config.secret_key
     app.extensions["ivig"] = Runtime(config)
+    # The package's templates, and launch.html from the repository's top level.
+    app.jinja_loader = ChoiceLoader([app.jinja_loader, FunctionLoader(pages.load_launch_page)])
     for blueprint in (pages.bp, auth.bp, report.bp, tasks.bp, sources.bp):
         app.register_blueprint(blueprint)
     from .cds_hooks import register_cds_hooks  # CDS Hooks service (+ the demo's CDS client)

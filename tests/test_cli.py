@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +50,9 @@ def test_output_is_pure_function_of_input_ruleset_as_of(capsys):
 def test_text_format_is_readable(capsys):
     code, out, _ = run(["evaluate", str(SEED_002), *AS_OF], capsys)
     assert code == 0
-    assert "Determination: DOCUMENTATION-MISSING" in out
-    assert "[ ] body-weight" in out
+    assert "Determination: DOCUMENTATION MISSING — 3 documentation items missing" in out
+    assert "  [ ] Current body weight\n" in out  # the item as a person names it, not its code
+    assert "body-weight" not in out
 
 
 def test_task_out_writes_a_valid_task(tmp_path, capsys):
@@ -215,7 +217,10 @@ def test_server_401_exits_3(capsys):
 def test_unreachable_server_exits_3(capsys, monkeypatch):
     monkeypatch.setattr("smart_app.fhir_client.time.sleep", lambda s: None)
     code, _, err = run(["evaluate", "--fhir-base", "http://127.0.0.1:9/fhir", "--patient", "p1", *AS_OF], capsys)
-    assert code == 3 and "unreachable" in err
+    # The URL and the cause in words; no exception class name, no patient id.
+    assert code == 3
+    assert err == ("ivig-check: FHIR server http://127.0.0.1:9/fhir could not be reached: the connection "
+                   "was refused (is the server running, and is the port right?)\n")
 
 
 def test_console_script_runs_in_a_subprocess():
@@ -223,3 +228,46 @@ def test_console_script_runs_in_a_subprocess():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["report_version"] == "1"
+
+
+# --- messages a person reads (issue 12) ----------------------------------------------------------
+def test_a_directory_argument_says_it_is_a_directory(capsys):
+    code, out, err = run(["evaluate", str(ROOT / "examples"), *AS_OF], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().endswith("is a directory; give the path of a Bundle JSON file")
+
+
+@pytest.mark.parametrize("url", ["ftp://fhir.example.org/r4", "fhir.example.org/r4", "http://", "file:///tmp/x"])
+def test_a_fhir_base_that_is_not_http_is_a_usage_error(capsys, url):
+    code, _, err = run(["evaluate", "--fhir-base", url, "--patient", "p1", *AS_OF], capsys)
+    assert code == 2
+    assert err == f"ivig-check: --fhir-base must be an http:// or https:// URL, got {url!r}\n"
+
+
+def test_an_unknown_host_is_named_with_the_cause_in_words(capsys, monkeypatch):
+    monkeypatch.setattr("smart_app.fhir_client.time.sleep", lambda s: None)
+    code, _, err = run(["evaluate", "--fhir-base", "http://no-such-host.invalid/fhir", "--patient", "p1", *AS_OF],
+                       capsys)
+    assert code == 3
+    assert err == "ivig-check: FHIR server http://no-such-host.invalid/fhir could not be reached: its host name was not found\n"
+    assert "Error" not in err and "p1" not in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert re.fullmatch(r"ivig-check \S+\n", capsys.readouterr().out)
+
+
+def test_help_states_the_default_format(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "output format (default: text)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_rulesets_say_indication_in_the_singular_for_one(capsys):
+    code, out, _ = run(["rulesets"], capsys)
+    assert code == 0
+    assert "\t1 indication\t" in out and "1 indications" not in out
+    assert re.search(r"\t\d{2,} indications\t", out)

@@ -49,7 +49,13 @@ def test_task_shape(seed_report):
     assert codes == [m["code"] for m in seed_report["missing_documentation"]]
     assert all(i["type"]["coding"][0]["system"] == codesystem_url(BASE) for i in task["input"])
     assert all(i["valueString"] for i in task["input"])
-    assert "documentation-missing" in task["note"][0]["text"] and "aaaai-pi" in task["note"][0]["text"]
+    # The note is for people: the determination in words and the policy by its title; the
+    # determination's code is in businessStatus.
+    note = task["note"][0]["text"]
+    assert note.startswith("Determination: documentation missing as of 2025-06-30.")
+    assert seed_report["ruleset"]["title"] in note and "documentation-missing" not in note
+    assert task["businessStatus"]["coding"][0]["code"] == "documentation-missing"
+    assert task["businessStatus"]["text"] == "Documentation missing"
     assert task["authoredOn"] == task["lastModified"] == "2025-06-30T12:00:00+00:00"
 
 

@@ -229,7 +229,7 @@ def evaluate(launch: Launch, *, fresh: bool = False
         launch.end()
         raise auth_refused(data) from None
     except FhirUnreachable as exc:
-        raise AppError(504, f"The FHIR server could not be reached: {exc}.",
+        raise AppError(504, f"{exc}.",
                        "Try again in a moment.") from None
     except FhirError as exc:
         raise AppError(502, f"The FHIR server refused a request: {exc}.") from None

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
+from ..charts import igg_chart
 from ..engine.model import available_rulesets
 from ..fhir_client import is_fhir_id
 from ..runtime import cfg, rt
@@ -36,14 +37,18 @@ def report_page():
     if flash is not None:
         launch.save()
     show_banner = data.get("need_patient_banner") or data.get("standalone")
+    rulesets = available_rulesets()
     return render_template(
         "report.html", report=report, banner=banner if show_banner else None,
         source_href=lambda ref: source_href(launch.handle, ref), csrf_token=data["csrf"],
         ctx=launch.handle, can_write_task=can_write(data), task_result=(flash or {}).get("task_result"),
         error=(flash or {}).get("error"), fhir_base=data["iss"],
         launched_at=data.get("fetched_at") or data["launched_at"],
-        rulesets=[(r.id, r.title) for r in available_rulesets().values()],
+        rulesets=[(r.id, r.title) for r in rulesets.values()],
+        ruleset_titles={r.id: r.title for r in rulesets.values()},
         ruleset_requested=data.get("ruleset"),
+        igg_chart=igg_chart(report.get("igg_history") or {}),
+        patient_list_href=demo_list_href(),
         identity_unverified=bool(data.get("identity_unverified")),
         # The stylesheet link only; the EHR's style document is fetched when the browser
         # asks for /smart-style.css, off the report's critical path.
@@ -55,6 +60,11 @@ def report_page():
 def api_report():
     report, _, _ = evaluate(launched())
     return jsonify(report)
+
+
+def demo_list_href() -> str | None:
+    """The demo's patient list (on the launch page); None outside the demo."""
+    return url_for("pages.launch_page", _anchor="demo-heading") if cfg().demo_iss else None
 
 
 def source_href(handle: str, reference: str) -> str:

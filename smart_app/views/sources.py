@@ -4,7 +4,6 @@ clinician can check the evidence behind a criterion."""
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, render_template, url_for
@@ -38,11 +37,3 @@ def source(rtype: str, rid: str):
                            ctx=launch.handle,
                            style_vars=bool(data.get("smart_style_url") or data.get("style")))
 
-
-def task_href(task: dict[str, Any], handle: str) -> str | None:
-    """The app's view of the stored Task: fetched live from the FHIR server, readable in
-    the browser (a raw FHIR URL would download as a file, and needs the token)."""
-    tid = task.get("id")
-    if not is_fhir_id(tid):
-        return None
-    return url_for("sources.source", rtype="Task", rid=tid, **{CONTEXT: handle})

@@ -5,11 +5,14 @@ sekmet-fhir comes with the ``tests`` extra; without it these tests fail, they ne
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does not add the repo root
@@ -45,3 +48,19 @@ def smart_stub(sekmet_base: str) -> Iterator[SmartStub]:
     """A SmartStub in front of the session's sekmet server (default settings)."""
     with SmartStub(sekmet_base) as stub:
         yield stub
+
+
+CHROMIUM = os.environ.get("IVIG_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through Playwright (never ``playwright install``), one per module."""
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                    "--disable-background-networking"])
+        yield b
+        b.close()

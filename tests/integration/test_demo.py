@@ -51,8 +51,9 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
             page = browser.new_page()
             page.goto(url)
-            links = page.locator("ul.demo-list a")
+            links = page.locator("table.demo-list tbody th a")
             assert links.count() >= 17
+            expect(page.get_by_role("heading", name=re.compile(r"Demo patients \(17\)"))).to_be_visible()
             # An example with documentation missing (07: CIDP without the diagnostics).
             page.get_by_role("link", name=re.compile(r"^07 ")).first.click()
             page.wait_for_url(re.compile(r"/report\?ctx=[\w-]+$"))
@@ -62,7 +63,10 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
             status = page.get_by_role("status")
             expect(status).to_contain_text("Task created")
             status.get_by_role("link").first.click()
-            # The Task as the FHIR server holds it, fetched live and shown with its server URL.
+            # The Task page, then its JSON as the FHIR server holds it, fetched live and shown
+            # with its server URL.
+            expect(page.get_by_role("heading", level=1)).to_have_text("IVIG coverage (bcbsmt-ig-2013): 2 documentation items missing")
+            page.get_by_role("link", name="Show the Task as FHIR JSON").click()
             expect(page.locator("pre")).to_contain_text('"resourceType": "Task"')
             server_url = page.locator("code.url").first.inner_text()
             assert re.match(r"http://127\.0\.0\.1:\d+/fhir/Task/[\w\-.]+$", server_url)
@@ -96,6 +100,9 @@ def test_demo_walkthrough_in_chromium_then_ctrl_c_stops_everything():
     assert not _listening(port), "the app still listens after Ctrl-C"
     assert not _listening(fhir_port), "the FHIR server still listens after Ctrl-C"
     assert "Traceback" not in stderr
+    # The searches of a report run at once; the client's pool holds them all.
+    assert "Connection pool is full" not in stderr
+    assert "17 example patients loaded (1 also under a second policy)" in stderr
 
 
 def test_port_in_use_gets_a_clear_message_and_a_way_out():

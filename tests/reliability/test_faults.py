@@ -489,9 +489,11 @@ REPORT_FAULTS = [
     ReportFault("read-timeout", lambda: [Fault("GET", PATIENT, requests.exceptions.ReadTimeout("read"), None)],
                 "failed-clearly", PATIENT, attempts=RETRIES + 1, sleeps=BACKOFFS, error=FhirUnreachable,
                 message=rf"did not answer within {TIMEOUT:g} s", web_status=504),
-    ReportFault("connection-refused", lambda: [Fault("GET", COND, requests.exceptions.ConnectionError("refused"), None)],
+    ReportFault("connection-refused",
+                lambda: [Fault("GET", COND, requests.exceptions.ConnectionError(
+                    ConnectionRefusedError(111, "Connection refused")), None)],
                 "failed-clearly", COND, attempts=RETRIES + 1, sleeps=BACKOFFS, error=FhirUnreachable,
-                message=r"unreachable \(ConnectionError\)", web_status=504),
+                message=r"^FHIR server \S+ could not be reached: the connection was refused", web_status=504),
     ReportFault("500-then-200", lambda: [Fault("GET", OBS, status(500))],
                 "retried-and-succeeded", OBS, attempts=2, sleeps=BACKOFFS[:1]),
     ReportFault("503-retry-after-2", lambda: [Fault("GET", "MedicationRequest", status(503, {"Retry-After": "2"}))],
@@ -753,7 +755,7 @@ def _check_task_outcome(row: TaskFault, server: FakeFhir, report: dict[str, Any]
         assert stored is not None and stored.get("id") == task["id"], "the stored Task's id was not found"
         # The Task reflects the fault-free report.
         assert task_codes(task) == missing_codes(report)
-        assert f"Determination: {report['determination']}" in task["note"][0]["text"]
+        assert task["businessStatus"]["coding"][0]["code"] == report["determination"]
         if row.created is not None:
             assert created is row.created
         if stale is not None:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 import responses
-from web_helpers import make_app
+from fake_ehr import FakeEhr
+from web_helpers import complete_launch, make_app
 
 
 @pytest.fixture
@@ -19,3 +20,12 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def launched(app, client, rsps):
+    """The client launched on the fake EHR's example 01 (no retry back-off); the EHR."""
+    app.extensions["ivig"].client_options = {"backoff": 0}
+    ehr = FakeEhr(rsps)
+    assert complete_launch(client, ehr).status_code == 302
+    return ehr

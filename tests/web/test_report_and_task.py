@@ -6,19 +6,10 @@ import json
 import logging
 import threading
 
-import pytest
 import requests
 import responses
-from web_helpers import complete_launch, csrf_of, make_app
+from web_helpers import complete_launch, csrf_of, make_app, nothing_missing
 from fake_ehr import ISS, FakeEhr
-
-
-@pytest.fixture
-def launched(app, client, rsps):
-    app.extensions["ivig"].client_options = {"backoff": 0}
-    ehr = FakeEhr(rsps)
-    assert complete_launch(client, ehr).status_code == 302
-    return ehr
 
 
 def _post_task(client, *, json_accept=True, token=None):
@@ -70,24 +61,11 @@ def test_task_is_created_then_updated_never_duplicated(client, launched):
     assert len([c for c in launched.fhir_calls if c[0] == "PUT"]) == 1
 
 
-def test_task_becomes_completed_when_nothing_is_missing_any_more(client, launched):
+def test_task_becomes_completed_when_nothing_is_missing_any_more(client, launched, monkeypatch):
     task = _post_task(client).get_json()["task"]
     # The chart is completed: from now on the evaluation finds nothing missing.
-    from smart_app.views import launched as web
-
-    original = web.evaluate_record
-
-    def complete(record, ruleset, as_of, **kw):
-        report = original(record, ruleset, as_of, **kw)
-        report["missing_documentation"] = []
-        report["determination"] = "criteria-met"
-        return report
-
-    web.evaluate_record = complete
-    try:
-        body = _post_task(client).get_json()
-    finally:
-        web.evaluate_record = original
+    nothing_missing(monkeypatch)
+    body = _post_task(client).get_json()
     assert body["created"] is False
     assert body["task"]["id"] == task["id"]
     assert body["task"]["status"] == "completed"

@@ -47,3 +47,18 @@ def csrf_of(html: bytes) -> str:
     m = re.search(rb'name="csrf_token" value="([^"]+)"', html)
     assert m, "report page has no csrf_token field"
     return m.group(1).decode()
+
+
+def nothing_missing(monkeypatch) -> None:
+    """From now on every evaluation finds nothing missing (as if the chart were completed)."""
+    from smart_app.views import launched as web
+
+    original = web.evaluate_record
+
+    def complete(record, ruleset, as_of, **kw):
+        report = original(record, ruleset, as_of, **kw)
+        report["missing_documentation"] = []
+        report["determination"] = "criteria-met"
+        return report
+
+    monkeypatch.setattr(web, "evaluate_record", complete)
