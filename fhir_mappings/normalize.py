@@ -218,7 +218,8 @@ class _Reader:
     def matches(self, cc: Any, ref: str) -> list[Match]:
         found = self.tx.match_concept(cc)
         if found and not all(m.concept.verified for m in found):
-            self.warn(f"{ref}: matched on a code marked unverified in the terminology data")
+            self.warn(f"{ref}: recognised by a code whose meaning this app has not yet confirmed "
+                      "against the official code list; check that the entry is what the criterion needs")
         return found
 
     # --- dispatch -----------------------------------------------------------------------
