@@ -188,7 +188,9 @@ class Terminology:
         self._exact: dict[tuple[str, str], list[tuple[str, Concept]]] = {}
         self._icd_prefix: dict[str, list[tuple[str, Concept]]] = {}
         self._text_terms: dict[str, list[tuple[str, Concept]]] = {}
-        self._coding_cache: dict[tuple[str, str], list[Match]] = {}
+        self._coding_cache: dict[tuple[str, str], tuple[Match, ...]] = {}
+        self._text_cache: dict[str, tuple[Match, ...]] = {}
+        self._concept_cache: dict[tuple[object, ...], tuple[Match, ...]] = {}
         self._text_always = frozenset(vs.name for vs in valuesets.values() if vs.text_always)
         for vs in valuesets.values():
             for c in vs.concepts:
@@ -214,15 +216,18 @@ class Terminology:
         return name in self._current_only
 
     def match_coding(self, system: str | None, code: str | None) -> list[Match]:
+        return list(self._coding_matches(system, code))
+
+    def _coding_matches(self, system: object, code: object) -> tuple[Match, ...]:
         if not system or not code or not isinstance(system, str) or not isinstance(code, str):
-            return []
+            return ()
         key = (system, code)
         cached = self._coding_cache.get(key)
         if cached is None:
-            cached = self._match_coding(SYSTEM_ALIASES.get(system, system), code)
+            cached = tuple(self._match_coding(SYSTEM_ALIASES.get(system, system), code))
             if len(self._coding_cache) < 100_000:  # bounded: codes seen in practice repeat
                 self._coding_cache[key] = cached
-        return list(cached)
+        return cached
 
     def _match_coding(self, system: str, code: str) -> list[Match]:
         if system == ICD10CM:
@@ -239,8 +244,22 @@ class Terminology:
         attribute to carriage ("AMR ruled out", "r/o Miller Fisher", "MRSA colonization")
         does not match; for ``temporality = "current"`` sets neither does a past or planned
         one ("history of myasthenic crisis", "referred for stem cell transplant")."""
+        return list(self._text_matches(text))
+
+    def _text_matches(self, text: object) -> tuple[Match, ...]:
         if not text or not isinstance(text, str) or self._text_re is None:
-            return []
+            return ()
+        cached = self._text_cache.get(text)
+        if cached is None:
+            cached = tuple(self._scan_text(text))
+            # Memoised and bounded like the coding cache (the context rules are fixed when
+            # the terminology loads): displays ("Heart rate", "Body weight") repeat across
+            # resources and patients, so each distinct text is scanned once.
+            if len(self._text_cache) < 100_000 and len(text) <= 1_000:
+                self._text_cache[text] = cached
+        return cached
+
+    def _scan_text(self, text: str) -> list[Match]:
         low = text.lower()
         out: dict[tuple[str, str], Match] = {}
         # The lookahead is zero-width, so every start position is tried: a term inside a
@@ -264,20 +283,38 @@ class Terminology:
         """
         if not isinstance(cc, dict):
             return []
+        codings = cc.get("coding")
+        if isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict):
+            # The common shape (one coding, a text): memoised on its four strings, since a
+            # chart repeats the same concepts (every heart rate, every weight).
+            coding = codings[0]
+            key = (coding.get("system"), coding.get("code"), coding.get("display"), cc.get("text"))
+            try:
+                cached = self._concept_cache.get(key)
+            except TypeError:  # an unhashable value where a string belongs
+                return self._match_concept(cc, codings)
+            if cached is None:
+                cached = tuple(self._match_concept(cc, codings))
+                if len(self._concept_cache) < 100_000 and all(
+                        v is None or (isinstance(v, str) and len(v) <= 1_000) for v in key):
+                    self._concept_cache[key] = cached
+            return list(cached)
+        return self._match_concept(cc, codings)
+
+    def _match_concept(self, cc: dict, codings: object) -> list[Match]:
         out: list[Match] = []
         texts = [cc.get("text")]
-        codings = cc.get("coding")
         if isinstance(codings, list):
             for coding in codings:
                 if isinstance(coding, dict):
-                    out.extend(self.match_coding(coding.get("system"), coding.get("code")))
+                    out.extend(self._coding_matches(coding.get("system"), coding.get("code")))
                     texts.append(coding.get("display"))
         coded = bool(out)
         if coded and not self._text_always:
             return out
         seen = {(m.valueset, m.concept.code) for m in out}
         for t in texts:
-            for m in self.match_text(t):
+            for m in self._text_matches(t):
                 if coded and m.valueset not in self._text_always:
                     continue
                 if (m.valueset, m.concept.code) not in seen:
