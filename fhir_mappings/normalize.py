@@ -204,6 +204,7 @@ class _Reader:
             else None,
             warnings=list(record.warnings),
             not_accessible=set(record.not_accessible),
+            not_available=set(record.not_available),
         )
         self.index: dict[str, dict[str, Any]] = dict(record.full_urls)
         for res in record.resources:
