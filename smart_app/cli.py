@@ -31,6 +31,7 @@ from .fhir_client import FhirClient, FhirError
 from .payers import PayerMapError, load_payer_map
 from .report import evaluate_record, render_text
 from .retrieval import fetch_report
+from .startup import warm_and_freeze
 from .task import DEFAULT_BASE_URL, DEFAULT_TASK_IDENTIFIER_SYSTEM, build_task, task_identifier
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER = 0, 2, 3
@@ -134,8 +135,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("several inputs: use --format ndjson (one report per line) or --format text")
     if batch and args.task_out:
         raise UsageError("--task-out takes one BUNDLE.json, not several")
+    inputs = _expand(args.bundle)
+    if len(inputs) > 1:  # a pipeline's batch: start-up objects out of the collector's way
+        warm_and_freeze()
     bad = 0
-    for path, error in _expand(args.bundle):
+    for path, error in inputs:
         # Each input is evaluated exactly as it would be on its own; a bad one is reported
         # on one line and the run goes on (exit 2 at the end).
         try:

@@ -18,6 +18,13 @@ SEED_002 = ROOT / "examples" / "01-cvid-seed-002.json"
 AS_OF = ["--as-of", "2025-06-30"]
 
 
+@pytest.fixture(autouse=True)
+def _no_gc_freeze_in_this_process(monkeypatch):
+    """A batch run freezes the collector's view of the heap (smart_app/startup.py); in-process
+    runs here must not do that to the test process. The subprocess test below runs it."""
+    monkeypatch.setenv("IVIG_GC_FREEZE", "0")
+
+
 def run(argv, capsys, stdin: str | None = None, monkeypatch=None):
     if stdin is not None:
         import io
@@ -353,3 +360,12 @@ def test_task_is_built_only_when_output(capsys, monkeypatch, tmp_path):
     assert code == 0 and calls == []
     code, _, _ = run(["evaluate", str(SEED_002), "--task-out", str(tmp_path / "t.json"), *AS_OF], capsys)
     assert code == 0 and calls == [1]
+
+
+def test_batch_in_a_subprocess_with_the_collector_frozen_gives_the_same_lines(capsys):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "IVIG_GC_FREEZE"}
+    proc = subprocess.run([sys.executable, "-m", "smart_app.cli", "evaluate", str(ROOT / "examples"),
+                           "--format", "ndjson", *AS_OF], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    code, out, _ = run(["evaluate", str(ROOT / "examples"), "--format", "ndjson", *AS_OF], capsys)
+    assert code == 0 and proc.stdout == out
