@@ -12,13 +12,17 @@ proxy to the real FHIR server) that also behaves as strict production EHRs do:
 * ``includes=False``: no ``_include``. ``searchInclude`` is removed from the
   CapabilityStatement and a search carrying ``_include`` answers 400.
 
-Refused requests are recorded in ``refused`` as ``(method, path_and_query, status)``.
+Refused requests are recorded in ``refused`` as ``(method, path_and_query, status)``, and
+every FHIR request's ``(arrived, answered)`` times (``time.perf_counter()``, the answer
+after the stub's delay) in ``timeline``, so a benchmark can count a launch's sequential
+round trips.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,7 +41,16 @@ class StrictFhir(SmartStub):
         self.drop_types = frozenset(drop_types)
         self.includes = includes
         self.refused: list[tuple[str, str, int]] = []
+        self.timeline: list[tuple[float, float]] = []
         self._refused_lock = threading.Lock()
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        arrived = time.perf_counter()
+        response = super()._wsgi(environ, start_response)  # routing, the proxy, the delay
+        if environ.get("PATH_INFO", "").startswith("/fhir/"):
+            with self._refused_lock:
+                self.timeline.append((arrived, time.perf_counter()))
+        return response
 
     def _proxy(self, req: Request, rel: str) -> Response:
         rtype = rel.split("/", 1)[0]
