@@ -163,9 +163,9 @@ def _serve_patient(rsps, bundle_path: Path, *, status_overrides=None):
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     rsps.get(f"{FHIR}/Patient/{patient['id']}", json=patient)
     rsps.get(f"{FHIR}/metadata", status=404)  # no CapabilityStatement: every search is tried
-    from smart_app.search_plan import PATIENT_TYPES
+    from smart_app.search_plan import OPTIONAL_TYPES, PATIENT_TYPES
 
-    for rtype in PATIENT_TYPES:
+    for rtype in (*PATIENT_TYPES, *OPTIONAL_TYPES):
         found = [r for r in resources if r["resourceType"] == rtype]
         if rtype == "MedicationRequest":
             found += [r for r in resources if r["resourceType"] == "Medication"]

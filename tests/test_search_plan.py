@@ -17,7 +17,8 @@ from fhir_mappings.terminology import default_terminology
 from smart_app.fhir_client import FhirClient
 from smart_app.report import evaluate_record
 from smart_app.retrieval import fetch_report
-from smart_app.search_plan import (MAX_URL_QUERY, OBS_CATEGORY, PATIENT_TYPES, UNKNOWN, ServerCapabilities,
+from smart_app.search_plan import (MAX_URL_QUERY, OBS_CATEGORY, OPTIONAL_TYPES, PATIENT_TYPES, UNKNOWN,
+                                   ServerCapabilities,
                                    build_search_plan, fallback_categories, observation_codes,
                                    parse_capability_statement)
 
@@ -35,7 +36,8 @@ def capability_statement(resources: dict[str, list[str]], includes: dict[str, li
                 for t, params in resources.items()]}]}
 
 
-US_CORE = {t: ["patient", "_id"] for t in PATIENT_TYPES} | {
+SEARCHED = (*PATIENT_TYPES, *OPTIONAL_TYPES)
+US_CORE = {t: ["patient", "_id"] for t in SEARCHED} | {
     "Observation": ["patient", "code", "category", "date"], "Medication": ["_id"]}
 
 
@@ -84,7 +86,7 @@ def test_us_core_server_plan():
     assert not any("category" in parse_qs(s.query) for s in plan.searches)  # not in the first wave
     med = next(s for s in plan.searches if s.rtype == "MedicationRequest")
     assert parse_qs(med.query)["_include"] == ["MedicationRequest:medication"]
-    assert {s.rtype for s in plan.searches} == set(PATIENT_TYPES)
+    assert {s.rtype for s in plan.searches} == set(SEARCHED)
     assert not plan.not_available and not plan.not_accessible
 
 
@@ -93,7 +95,7 @@ def test_plan_leaves_out_what_the_server_lacks():
     plan = build_search_plan("p1", parse_capability_statement(capability_statement(lean)))
     assert plan.not_available == {"MedicationAdministration", "MedicationDispense"}
     assert not any("_include" in s.query for s in plan.searches)
-    assert {s.rtype for s in plan.searches} == set(PATIENT_TYPES) - plan.not_available
+    assert {s.rtype for s in plan.searches} == set(SEARCHED) - plan.not_available
 
 
 def test_plan_observation_shapes_by_what_is_declared():
@@ -112,7 +114,7 @@ def test_plan_observation_shapes_by_what_is_declared():
 def test_plan_scopes_before_server():
     plan = build_search_plan("p1", UNKNOWN, readable={"Patient", "Condition"})
     assert {s.rtype for s in plan.searches} == {"Condition"}
-    assert plan.not_accessible == set(PATIENT_TYPES) - {"Condition"} and not plan.medications_readable
+    assert plan.not_accessible == set(SEARCHED) - {"Condition"} and not plan.medications_readable
 
 
 def test_short_code_lists_are_a_get():
@@ -150,6 +152,16 @@ class Server:
         for method in ("GET", "POST"):
             rsps.add_callback(method, re.compile(rf"{re.escape(FHIR)}/[A-Za-z]+(/_search)?(\?.*)?$"),
                               callback=self.search)
+        rsps.add_callback("GET", re.compile(rf"{re.escape(FHIR)}/(Organization|Medication)/[A-Za-z0-9.-]+$"),
+                          callback=self.read)
+
+    def read(self, request):
+        rtype, rid = urlsplit(request.url).path.rsplit("/", 2)[-2:]
+        found = [r for r in self.resources if r["resourceType"] == rtype and r["id"] == rid]
+        self.calls.append(("GET", f"{rtype}/{rid}", {}))
+        if not found:
+            return 404, {}, json.dumps({"resourceType": "OperationOutcome", "issue": []})
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(found[0])
 
     def search(self, request):
         parts = urlsplit(request.url)
@@ -172,8 +184,9 @@ class Server:
                                              for c in cc.get("coding", []))]
         if "_id" in q:
             found = [r for r in found if r["id"] in set(q["_id"][0].split(","))]
-        if "_include" in q and rtype == "MedicationRequest":
-            found += [r for r in self.resources if r["resourceType"] == "Medication"]
+        if "_include" in q and rtype in ("MedicationRequest", "Coverage"):
+            included = "Medication" if rtype == "MedicationRequest" else "Organization"
+            found += [r for r in self.resources if r["resourceType"] == included]
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(
             {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in found]})
 

@@ -23,12 +23,14 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from fhir_mappings import record_from_bundle
 from smart_app.report import evaluate_record
-from tests.integration.test_app_flow import BASE, ehr_launch, make_app, post_task, tasks_for
+from tests.integration.test_app_flow import BASE, make_app, post_task, tasks_for
 from tests.support.fhir_server import load_bundle, load_examples, run_sekmet
 from tests.support.records import large_chart
 from tests.support.strict_fhir import StrictFhir
@@ -39,6 +41,20 @@ AS_OF = date(2025, 6, 30)
 RULESET = "bcbsmt-ig-2013"
 LOCAL_LAB = "http://hospital.example.org/fhir/CodeSystem/lab-orderables"
 LEAN_DROPS = ("MedicationAdministration", "MedicationDispense")
+
+
+def ehr_launch(app, stub, patient_id: str, ruleset: str = RULESET):
+    """A browser's EHR launch under ``ruleset`` (test_app_flow's, with the policy named)."""
+    client = app.test_client()
+    resp = client.get("/launch", query_string={"iss": stub.base_url, "launch": stub.new_launch(patient_id),
+                                               "ruleset": ruleset})
+    assert resp.status_code == 302, resp.data[:300]
+    answer = requests.get(resp.headers["Location"], allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text[:300]
+    q = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
+    back = client.get("/callback", query_string=q)
+    assert back.status_code == 302 and back.headers["Location"].endswith("/report"), back.data[:300]
+    return client
 
 
 def _bundle(name: str) -> dict:
@@ -140,9 +156,7 @@ def test_strict_server_task_written_and_found_again(tmp_path, strict, fhir):
 def test_bare_observation_search_is_what_the_strict_server_refuses(strict):
     """The shim is strict: the search the app used to send is refused (so the tests above
     would fail on the old client)."""
-    import requests
-
-    token = strict._issue("client", "patient/*.rs", "ex01-patient")["access_token"]
+    token = strict.issue_token("client", "patient/*.rs", "ex01-patient")["access_token"]
     resp = requests.get(f"{strict.base_url}/Observation", params={"patient": "ex01-patient", "_count": "200"},
                         headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
                         timeout=10)
@@ -154,8 +168,8 @@ def test_local_codes_are_found_by_the_category_search(tmp_path, strict):
     """aaaai-pi needs the vaccine response: the coded search finds no titer, so the
     laboratory category search runs and finds the locally coded ones."""
     bundle = local_coded_titers()
-    app = make_app(tmp_path, strict.base_url, IVIG_RULESET="aaaai-pi")
-    report = ehr_launch(app, strict, "loc02-patient").get("/api/report").get_json()
+    app = make_app(tmp_path, strict.base_url)
+    report = ehr_launch(app, strict, "loc02-patient", "aaaai-pi").get("/api/report").get_json()
     assert outcome(report) == outcome(bundle_report(bundle, "aaaai-pi"))
     assert report["determination"] == "criteria-met"
     searches = [p for _, p in observation_requests(strict)]
