@@ -166,3 +166,25 @@ def test_dense_record_equals_the_loop_it_replaced(therapy):
             check = m.VaccineResponseCheck(type="vaccine_response", require_pre_titer=require_pre,
                                            severe=antigen == "pneumococcal", severe_min_serotypes=3)
             assert _antigen_response(check, ctx, antigen) == _reference_antigen_response(check, ctx, antigen)
+
+
+def test_baseline_drawn_on_therapy_is_not_a_baseline():
+    """On immune globulin until a documented stop; vaccinated 200 days after it: the
+    pre-titer drawn on therapy cannot show a fold-rise, the post-titers are the patient's own."""
+    stop = AS_OF - timedelta(days=300)
+    tl = Timeline(AS_OF, None, "continuation", AS_OF - timedelta(days=900), None, (),
+                  ((AS_OF - timedelta(days=900), stop, True),))
+    vac_day = stop + timedelta(days=200)
+    titers = [Lab("tetanus_igg", "Observation/pre", vac_day - timedelta(days=250), 0.05, "IU/mL", ref_low=0.1,
+                  label="titer"),
+              Lab("tetanus_igg", "Observation/post", vac_day + timedelta(days=25), 0.08, "IU/mL", ref_low=0.1,
+                  label="titer")]
+    facts = PatientFacts("Patient/p1", date(1980, 1, 1), labs={"tetanus_igg": titers},
+                         vaccinations=[Vaccination("Immunization/v", vac_day, frozenset({"vaccine_tetanus"}), "Td")])
+    ctx = Context(facts, tl, m.Indication.model_construct(id="x", label="x", coverage="labeled",
+                                                            diagnoses=["x"], source="x"),
+                  [], DoseResult("not-applicable"))
+    check = m.VaccineResponseCheck(type="vaccine_response", require_pre_titer=True)
+    result = _antigen_response(check, ctx, "tetanus")
+    assert result == _reference_antigen_response(check, ctx, "tetanus")
+    assert result.status == MISSING and "not interpretable" in result.detail
