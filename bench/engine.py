@@ -248,6 +248,45 @@ def run_parsed(data: dict, ruleset) -> dict:
     return build_report(evaluate(extract_facts(record_from_bundle(data)), ruleset, AS_OF))
 
 
+def gc_cost(texts: list[str], ruleset, rounds: int = 5) -> tuple[float, float, dict[int, int]]:
+    """(ms in the collector per patient, ms per patient, collections per generation)."""
+    spent = {"t": 0.0, "start": 0.0}
+    counts = {0: 0, 1: 0, 2: 0}
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            spent["start"] = time.perf_counter()
+        else:
+            spent["t"] += time.perf_counter() - spent["start"]
+            counts[info["generation"]] += 1
+
+    gc.callbacks.append(callback)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            for text in texts:
+                run_one(text, ruleset)
+        total = time.perf_counter() - t0
+    finally:
+        gc.callbacks.remove(callback)
+    n = rounds * len(texts)
+    return 1000 * spent["t"] / n, 1000 * total / n, counts
+
+
+def gc_comparison(ruleset) -> None:
+    from smart_app.startup import warm_and_freeze
+
+    texts = [json.dumps(realistic_record(k)) for k in range(100)]
+    run_one(texts[0], ruleset)
+    before = gc_cost(texts, ruleset)
+    warm_and_freeze()
+    after = gc_cost(texts, ruleset)
+    print(f"garbage collector, 100 US Core-shaped records x 5 ({gc.get_freeze_count():,} objects frozen after):")
+    for label, (in_gc, per, counts) in (("before gc.freeze()", before), ("after gc.freeze() ", after)):
+        print(f"  {label}: {in_gc:.3f} ms of {per:.3f} ms per patient in collections "
+              f"({100 * in_gc / per:.1f} %; gen0/1/2: {counts[0]}/{counts[1]}/{counts[2]})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=1000)
