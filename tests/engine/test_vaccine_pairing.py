@@ -1,7 +1,7 @@
 """Titer-vaccination pairing: the optimised loop of ``checks._antigen_response`` gives exactly
 what the loop it replaced gave.
 
-``_reference_antigen_response`` below is that loop as it was (commit 29e61d5), kept here only
+``_reference_antigen_response`` below is that loop as it was before (main at e8306d3), kept here only
 as the oracle: for random records (titers with several labels and reference ranges,
 vaccinations on nearby days, timelines on and off immune globulin, both
 ``require_pre_titer`` settings, the severe pneumococcal rule) the two must return equal
@@ -77,7 +77,11 @@ def _reference_antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen
                 uninterpretable.append(t)  # a protective titer on therapy may be the donors'
             else:
                 adequate.append(t)
-        if adequate and not inadequate and not uninterpretable:
+        share_rule = antigen == "pneumococcal" and not c.require_pre_titer and (
+            c.min_serotypes > 1 or c.min_share_nonprotective > 0)
+        if share_rule:
+            res = c_mod._share_nonprotective(c, ev, post)
+        elif adequate and not inadequate and not uninterpretable:
             res = Result(NOT_MET, ev, detail=f"adequate {antigen} response documented")
         elif c.severe and antigen == "pneumococcal":
             res = c_mod._severe_pneumococcal(c, ev, post, on_therapy, bool(inadequate))
@@ -103,7 +107,6 @@ def _reference_antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen
             best = res
     assert best is not None
     return best
-
 
 
 KINDS = {"pneumococcal": "pneumococcal_igg", "tetanus": "tetanus_igg", "diphtheria": "diphtheria_igg"}
@@ -148,12 +151,13 @@ def _context(antigen: str, seed: int, n_vac: int, n_titers: int, span: int, ther
 @given(antigen=st.sampled_from(sorted(ANTIGEN)), seed=st.integers(0, 10**6), n_vac=st.integers(0, 8),
        n_titers=st.integers(0, 50), span=st.integers(10, 1500),
        therapy=st.sampled_from(["none", "continuation", "unknown-start"]),
-       require_pre=st.booleans(), severe=st.booleans())
+       require_pre=st.booleans(), severe=st.booleans(), share=st.sampled_from([(1, 0.0), (3, 0.5), (6, 0.5)]))
 def test_optimised_pairing_equals_the_loop_it_replaced(antigen, seed, n_vac, n_titers, span, therapy,
-                                                       require_pre, severe):
+                                                       require_pre, severe, share):
     ctx = _context(antigen, seed, n_vac, n_titers, span, therapy)
     check = m.VaccineResponseCheck(type="vaccine_response", require_pre_titer=require_pre, severe=severe,
-                                   severe_min_serotypes=3)
+                                   severe_min_serotypes=3, min_serotypes=share[0],
+                                   min_share_nonprotective=share[1])
     assert _antigen_response(check, ctx, antigen) == _reference_antigen_response(check, ctx, antigen)
 
 
