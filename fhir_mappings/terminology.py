@@ -28,7 +28,7 @@ import csv
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -137,12 +137,9 @@ class TextContext:
 
     @staticmethod
     def _first(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
-        words = WORDS.findall(text.lower())
-        for trig in triggers:
-            n = len(trig)
-            if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
-                return " ".join(trig)
-        return ""
+        # Memoised per (text, triggers) for texts of a note's size: a record repeats its
+        # Condition texts and displays, and every one is read for hedges and disclaimers.
+        return _first_trigger(text, triggers) if len(text) <= 2_000 else _first_trigger.__wrapped__(text, triggers)
 
     def hedge(self, text: str) -> str:
         """The first hedging words in ``text`` ("probable", "r/o", "work-up pending"), or ""."""
@@ -151,6 +148,17 @@ class TextContext:
     def disclaimer(self, text: str) -> str:
         """Words by which a report disclaims itself ("equivocal, not diagnostic"), or ""."""
         return self._first(text, self.disclaimers)
+
+
+@lru_cache(maxsize=16_384)
+def _first_trigger(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
+    """The first trigger word sequence found in ``text``, or "" (TextContext._first)."""
+    words = WORDS.findall(text.lower())
+    for trig in triggers:
+        n = len(trig)
+        if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
+            return " ".join(trig)
+    return ""
 
 
 def load_text_context(path: Path | None = None) -> TextContext:
