@@ -71,6 +71,8 @@ class PatientRecord:
     full_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
     # resource types the client was not allowed to read (SMART scopes); never "missing"
     not_accessible: set[str] = field(default_factory=set)
+    # resource types (or searches) the FHIR server does not offer; never "missing" either
+    not_available: set[str] = field(default_factory=set)
 
     @property
     def patient_ref(self) -> str:

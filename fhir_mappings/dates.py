@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import lru_cache
 
 _FHIR_DATE = re.compile(
     r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
@@ -20,7 +21,16 @@ _FHIR_DATE = re.compile(
 
 
 def parse_date(value: object) -> date | None:
-    if not isinstance(value, str) or not value.isascii():
+    if not isinstance(value, str):
+        return None
+    # Memoised for date-sized strings: a record repeats the same dates (a panel, an
+    # encounter's results) and a resource's date may be read by more than one rule, so each
+    # distinct string is parsed once. Longer strings (no real date is) are not kept.
+    return _parse_cached(value) if len(value) <= 40 else _parse(value)
+
+
+def _parse(value: str) -> date | None:
+    if not value.isascii():
         return None
     value = value.strip()
     if len(value) == 10 and value[4] == "-" and value[7] == "-" and (
@@ -38,6 +48,9 @@ def parse_date(value: object) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
+
+
+_parse_cached = lru_cache(maxsize=16_384)(_parse)
 
 
 def years_between(earlier: date, later: date) -> int:

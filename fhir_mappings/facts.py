@@ -184,6 +184,7 @@ class PatientFacts:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     not_accessible: set[str] = field(default_factory=set)
+    not_available: set[str] = field(default_factory=set)
 
     def lab(self, kind: str) -> list[Lab]:
         return self.labs.get(kind, [])

@@ -204,23 +204,31 @@ class _Reader:
             else None,
             warnings=list(record.warnings),
             not_accessible=set(record.not_accessible),
+            not_available=set(record.not_available),
         )
         self.index: dict[str, dict[str, Any]] = dict(record.full_urls)
         for res in record.resources:
             self.index[_ref(res)] = res
         if isinstance(record.patient.get("birthDate"), str) and self.facts.birth_date is None:
             self.facts.warnings.append(f"{record.patient_ref}: birthDate is not a valid date")
+        # Warnings already given, for de-duplication in constant time (facts.warnings keeps
+        # the order): a record of 20,000 unit-less results gives 20,000 checks, not 20,000².
+        self._warned: set[str] = set(self.facts.warnings)
 
     def warn(self, message: str) -> None:
-        if message not in self.facts.warnings:
+        if message not in self._warned:
+            self._warned.add(message)
             self.facts.warnings.append(message)
 
     def matches(self, cc: Any, ref: str) -> list[Match]:
         found = self.tx.match_concept(cc)
+        self._warn_unverified(found, ref)
+        return found
+
+    def _warn_unverified(self, found: list[Match], ref: str) -> None:
         if found and not all(m.concept.verified for m in found):
             self.warn(f"{ref}: recognised by a code whose meaning this app has not yet confirmed "
                       "against the official code list; check that the entry is what the criterion needs")
-        return found
 
     # --- dispatch -----------------------------------------------------------------------
     def read(self) -> PatientFacts:
@@ -253,8 +261,11 @@ class _Reader:
     def observation(self, obs: dict[str, Any]) -> None:
         if obs.get("status") in EXCLUDED_OBSERVATION_STATUS:
             return
+        found = self.tx.match_concept(obs.get("code"))
+        if not found:  # most of a chart (vital signs, routine labs): nothing more to read
+            return
         ref = _ref(obs)
-        found = self.matches(obs.get("code"), ref)
+        self._warn_unverified(found, ref)
         findings = frozenset(m.valueset for m in found if m.valueset.startswith("finding_"))
         if findings:
             self._finding_observation(obs, ref, findings)

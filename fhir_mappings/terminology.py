@@ -28,7 +28,7 @@ import csv
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -137,12 +137,9 @@ class TextContext:
 
     @staticmethod
     def _first(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
-        words = WORDS.findall(text.lower())
-        for trig in triggers:
-            n = len(trig)
-            if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
-                return " ".join(trig)
-        return ""
+        # Memoised per (text, triggers) for texts of a note's size: a record repeats its
+        # Condition texts and displays, and every one is read for hedges and disclaimers.
+        return _first_trigger(text, triggers) if len(text) <= 2_000 else _first_trigger.__wrapped__(text, triggers)
 
     def hedge(self, text: str) -> str:
         """The first hedging words in ``text`` ("probable", "r/o", "work-up pending"), or ""."""
@@ -151,6 +148,17 @@ class TextContext:
     def disclaimer(self, text: str) -> str:
         """Words by which a report disclaims itself ("equivocal, not diagnostic"), or ""."""
         return self._first(text, self.disclaimers)
+
+
+@lru_cache(maxsize=16_384)
+def _first_trigger(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
+    """The first trigger word sequence found in ``text``, or "" (TextContext._first)."""
+    words = WORDS.findall(text.lower())
+    for trig in triggers:
+        n = len(trig)
+        if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
+            return " ".join(trig)
+    return ""
 
 
 def load_text_context(path: Path | None = None) -> TextContext:
@@ -188,7 +196,9 @@ class Terminology:
         self._exact: dict[tuple[str, str], list[tuple[str, Concept]]] = {}
         self._icd_prefix: dict[str, list[tuple[str, Concept]]] = {}
         self._text_terms: dict[str, list[tuple[str, Concept]]] = {}
-        self._coding_cache: dict[tuple[str, str], list[Match]] = {}
+        self._coding_cache: dict[tuple[str, str], tuple[Match, ...]] = {}
+        self._text_cache: dict[str, tuple[Match, ...]] = {}
+        self._concept_cache: dict[tuple[object, ...], tuple[Match, ...]] = {}
         self._text_always = frozenset(vs.name for vs in valuesets.values() if vs.text_always)
         for vs in valuesets.values():
             for c in vs.concepts:
@@ -214,15 +224,18 @@ class Terminology:
         return name in self._current_only
 
     def match_coding(self, system: str | None, code: str | None) -> list[Match]:
+        return list(self._coding_matches(system, code))
+
+    def _coding_matches(self, system: object, code: object) -> tuple[Match, ...]:
         if not system or not code or not isinstance(system, str) or not isinstance(code, str):
-            return []
+            return ()
         key = (system, code)
         cached = self._coding_cache.get(key)
         if cached is None:
-            cached = self._match_coding(SYSTEM_ALIASES.get(system, system), code)
+            cached = tuple(self._match_coding(SYSTEM_ALIASES.get(system, system), code))
             if len(self._coding_cache) < 100_000:  # bounded: codes seen in practice repeat
                 self._coding_cache[key] = cached
-        return list(cached)
+        return cached
 
     def _match_coding(self, system: str, code: str) -> list[Match]:
         if system == ICD10CM:
@@ -239,8 +252,22 @@ class Terminology:
         attribute to carriage ("AMR ruled out", "r/o Miller Fisher", "MRSA colonization")
         does not match; for ``temporality = "current"`` sets neither does a past or planned
         one ("history of myasthenic crisis", "referred for stem cell transplant")."""
+        return list(self._text_matches(text))
+
+    def _text_matches(self, text: object) -> tuple[Match, ...]:
         if not text or not isinstance(text, str) or self._text_re is None:
-            return []
+            return ()
+        cached = self._text_cache.get(text)
+        if cached is None:
+            cached = tuple(self._scan_text(text))
+            # Memoised and bounded like the coding cache (the context rules are fixed when
+            # the terminology loads): displays ("Heart rate", "Body weight") repeat across
+            # resources and patients, so each distinct text is scanned once.
+            if len(self._text_cache) < 100_000 and len(text) <= 1_000:
+                self._text_cache[text] = cached
+        return cached
+
+    def _scan_text(self, text: str) -> list[Match]:
         low = text.lower()
         out: dict[tuple[str, str], Match] = {}
         # The lookahead is zero-width, so every start position is tried: a term inside a
@@ -264,20 +291,38 @@ class Terminology:
         """
         if not isinstance(cc, dict):
             return []
+        codings = cc.get("coding")
+        if isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict):
+            # The common shape (one coding, a text): memoised on its four strings, since a
+            # chart repeats the same concepts (every heart rate, every weight).
+            coding = codings[0]
+            key = (coding.get("system"), coding.get("code"), coding.get("display"), cc.get("text"))
+            try:
+                cached = self._concept_cache.get(key)
+            except TypeError:  # an unhashable value where a string belongs
+                return self._match_concept(cc, codings)
+            if cached is None:
+                cached = tuple(self._match_concept(cc, codings))
+                if len(self._concept_cache) < 100_000 and all(
+                        v is None or (isinstance(v, str) and len(v) <= 1_000) for v in key):
+                    self._concept_cache[key] = cached
+            return list(cached)
+        return self._match_concept(cc, codings)
+
+    def _match_concept(self, cc: dict, codings: object) -> list[Match]:
         out: list[Match] = []
         texts = [cc.get("text")]
-        codings = cc.get("coding")
         if isinstance(codings, list):
             for coding in codings:
                 if isinstance(coding, dict):
-                    out.extend(self.match_coding(coding.get("system"), coding.get("code")))
+                    out.extend(self._coding_matches(coding.get("system"), coding.get("code")))
                     texts.append(coding.get("display"))
         coded = bool(out)
         if coded and not self._text_always:
             return out
         seen = {(m.valueset, m.concept.code) for m in out}
         for t in texts:
-            for m in self.match_text(t):
+            for m in self._text_matches(t):
                 if coded and m.valueset not in self._text_always:
                     continue
                 if (m.valueset, m.concept.code) not in seen:

@@ -62,7 +62,7 @@ SERVICE_ID = "ivig-coverage"
 SELECT_SERVICE_ID = "ivig-coverage-select"
 HOOKS = ("order-sign", "order-select")
 PATIENT_TOKEN = "{{context.patientId}}"
-# What the engine reads (the searches of fhir_client.PATIENT_SEARCHES), as prefetch templates.
+# What the engine reads (the types of search_plan.PATIENT_TYPES and OPTIONAL_TYPES), as prefetch templates.
 PREFETCH: dict[str, str] = {
     "patient": f"Patient/{PATIENT_TOKEN}",
     "observations": f"Observation?patient={PATIENT_TOKEN}",

@@ -2,6 +2,11 @@
 
 Exit codes (CONTRACT §1): 0 evaluated; 2 bad input or usage (one line on stderr);
 3 FHIR server unreachable or refused. No traceback reaches the user.
+
+``evaluate PATH [PATH …|DIR] --format ndjson`` (CONTRACT §6) evaluates many Bundles in one
+process: one report per line, in input order (a directory's ``*.json`` files by name), each
+byte for byte what evaluating that file alone prints; a bad input gets its own line on
+stderr, naming it, and the run goes on, ending with exit 2.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fhir_mappings import BundleError, load_record
+from fhir_mappings.bundle import one_line
 from fhir_mappings.terminology import TerminologyError
 
 from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirClient, FhirError
 from .payers import PayerMapError, load_payer_map
 from .report import evaluate_record, render_text
+from .retrieval import fetch_report
+from .startup import warm_and_freeze
 from .task import DEFAULT_BASE_URL, DEFAULT_TASK_IDENTIFIER_SYSTEM, build_task, task_identifier
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER = 0, 2, 3
@@ -49,6 +57,7 @@ def _as_of(value: str | None) -> date:
 
 
 def _read_input(path: str) -> tuple[str | bytes, str]:
+    """(content, name for messages): the path as given, so a batch's errors say which file."""
     if path == "-":
         return sys.stdin.buffer.read(), "standard input"
     p = Path(path)
@@ -57,7 +66,7 @@ def _read_input(path: str) -> tuple[str | bytes, str]:
     if not p.is_file():
         raise BundleError(f"{path}: no such file")
     try:
-        return p.read_bytes(), p.name
+        return p.read_bytes(), path
     except OSError as exc:
         raise BundleError(f"{path}: cannot be read ({exc.strerror})") from exc
 
@@ -66,6 +75,37 @@ def _check_http_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--fhir-base must be an http:// or https:// URL, got {url!r}")
+
+
+def _expand(paths: list[str]) -> list[tuple[str, str | None]]:
+    """The inputs in order, as (path, error): a directory stands for its ``*.json`` files,
+    sorted by name; one without any is an input error of its own."""
+    out: list[tuple[str, str | None]] = []
+    for path in paths:
+        p = Path(path)
+        if path == "-" or not p.is_dir():
+            out.append((path, None))
+            continue
+        try:
+            found = sorted((c for c in p.iterdir() if c.suffix == ".json" and c.is_file()), key=lambda c: c.name)
+        except OSError as exc:
+            out.append((path, f"{path}: cannot be read ({exc.strerror})"))
+            continue
+        out.extend((str(c), None) for c in found)
+        if not found:
+            out.append((path, f"{path}: a directory without *.json files"))
+    return out
+
+
+def _write_report(report: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    elif fmt == "ndjson":
+        # One line per report, ASCII only, so no line splitter (U+2028 …) breaks a report.
+        sys.stdout.write(json.dumps(report, separators=(",", ":")) + "\n")
+    else:
+        sys.stdout.write(render_text(report))
+    sys.stdout.flush()  # a pipeline reading the stream gets each report as it is made
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -78,30 +118,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     payer_map = load_payer_map(os.environ.get("IVIG_PAYER_MAP") or None)
     base_url = os.environ.get("IVIG_PUBLIC_BASE_URL", DEFAULT_BASE_URL)
     system = (os.environ.get("IVIG_TASK_IDENTIFIER_SYSTEM") or "").strip() or DEFAULT_TASK_IDENTIFIER_SYSTEM
-    client = None
     if args.fhir_base:
         if args.bundle:
             raise UsageError("give either BUNDLE.json or --fhir-base, not both")
         if not args.patient:
             raise UsageError("--fhir-base needs --patient ID")
         _check_http_url(args.fhir_base)
-        client = FhirClient(args.fhir_base, token=args.bearer_token)
-        record = client.patient_record(args.patient)
-    else:
-        if not args.bundle:
-            raise UsageError("give a BUNDLE.json (or - for standard input), or --fhir-base with --patient")
-        if args.write_task:
-            raise UsageError("--write-task needs --fhir-base")
-        text, what = _read_input(args.bundle)
-        record = load_record(text, what)
-    report = evaluate_record(record, args.ruleset, as_of, default_ruleset=default_ruleset,
-                             payer_map=payer_map)
-    task = build_task(report, base_url, identifier_system=system)
+        return _evaluate_server(args, as_of, base_url, system, default_ruleset=default_ruleset,
+                                payer_map=payer_map)
+    if not args.bundle:
+        raise UsageError("give a BUNDLE.json (or - for standard input), or --fhir-base with --patient")
+    if args.write_task:
+        raise UsageError("--write-task needs --fhir-base")
+    batch = len(args.bundle) > 1 or any(p != "-" and Path(p).is_dir() for p in args.bundle)
+    if batch and args.format == "json":
+        raise UsageError("several inputs: use --format ndjson (one report per line) or --format text")
+    if batch and args.task_out:
+        raise UsageError("--task-out takes one BUNDLE.json, not several")
+    inputs = _expand(args.bundle)
+    if len(inputs) > 1:  # a pipeline's batch: start-up objects out of the collector's way
+        warm_and_freeze()
+    bad = 0
+    for path, error in inputs:
+        # Each input is evaluated exactly as it would be on its own; a bad one is reported
+        # on one line and the run goes on (exit 2 at the end).
+        try:
+            if error is not None:
+                raise BundleError(error)
+            text, what = _read_input(path)
+            record = load_record(text, what)
+        except BundleError as exc:
+            sys.stderr.write(f"ivig-check: {one_line(exc, 500)}\n")
+            sys.stderr.flush()
+            bad += 1
+            continue
+        report = evaluate_record(record, args.ruleset, as_of, default_ruleset=default_ruleset,
+                                 payer_map=payer_map)
+        if args.task_out:  # the Task is built (and validated) only when it is output
+            task = build_task(report, base_url, identifier_system=system)
+            Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+        _write_report(report, args.format)
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def _evaluate_server(args: argparse.Namespace, as_of: date, base_url: str, system: str,
+                     **evaluation: Any) -> int:
+    client = FhirClient(args.fhir_base, token=args.bearer_token)
+    record, report = fetch_report(client, args.patient, args.ruleset, as_of, **evaluation)
     if args.task_out:
+        task = build_task(report, base_url, identifier_system=system)
         Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
-    if client is not None and args.write_task:
+    if args.write_task:
         stored, created = client.upsert_task(
-            task or {"identifier": [task_identifier(report, system=system)]},
+            build_task(report, base_url, identifier_system=system)
+            or {"identifier": [task_identifier(report, system=system)]},
             lambda existing: build_task(report, base_url, existing=existing, identifier_system=system),
         )
         report["task"] = {
@@ -109,10 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "created": created,
             "status": stored.get("status") if stored else None,
         }
-    if args.format == "json":
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    else:
-        sys.stdout.write(render_text(report))
+    _write_report(report, args.format)
     return EXIT_OK
 
 
@@ -178,11 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ivig-check {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ev = sub.add_parser("evaluate", help="evaluate a patient Bundle or a patient on a FHIR server")
-    ev.add_argument("bundle", nargs="?", help="FHIR R4 Bundle JSON file, or - for standard input")
+    ev.add_argument("bundle", nargs="*", metavar="PATH",
+                    help="FHIR R4 Bundle JSON file(s), directories of them (their *.json files, by "
+                         "name), or - for standard input")
     ev.add_argument("--ruleset", help="ruleset id (default: the one the patient's Coverage maps to "
                                       f"in the payer map, else $IVIG_RULESET or {DEFAULT_RULESET})")
     ev.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today)")
-    ev.add_argument("--format", choices=["json", "text"], default="text", help="output format (default: text)")
+    ev.add_argument("--format", choices=["json", "ndjson", "text"], default="text",
+                    help="output format (default: text): json, one report; ndjson, one report per "
+                         "line in input order; text, for reading")
     ev.add_argument("--task-out", metavar="FILE", help="write the Task that would be written back")
     ev.add_argument("--fhir-base", metavar="URL", help="FHIR R4 base URL to read the patient from")
     ev.add_argument("--patient", metavar="ID", help="patient id on the FHIR server")

@@ -8,7 +8,10 @@
   ``Retry-After``; other errors are raised at once as ``FhirError`` subclasses whose
   message is one human-readable line without PHI.
 * A search the token may not run (401/403) marks the type "not accessible", which the
-  report shows as such and never as "missing".
+  report shows as such and never as "missing"; a search the server does not offer (absent
+  from its CapabilityStatement, or refused with 400/404/405) marks it "not available".
+* What is searched is a ``search_plan.SearchPlan`` (built from the CapabilityStatement,
+  pure); this module only runs it.
 """
 
 from __future__ import annotations
@@ -31,28 +34,15 @@ import requests
 from fhir_mappings.bundle import PatientRecord, operation_outcome_message
 
 from .origins import same_origin
+from .search_plan import (MEDICATION_TYPES, OPTIONAL_TYPES, UNKNOWN, Search, SearchPlan,
+                          ServerCapabilities, build_search_plan, parse_capability_statement)
 
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
-# (resource type, search parameters) fetched for one patient.
-PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
-    ("Observation", "patient={pid}&_count=200"),
-    ("Condition", "patient={pid}&_count=200"),
-    ("MedicationRequest", "patient={pid}&_include=MedicationRequest:medication&_count=200"),
-    ("MedicationAdministration", "patient={pid}&_count=200"),
-    ("MedicationDispense", "patient={pid}&_count=200"),
-    ("MedicationStatement", "patient={pid}&_count=200"),
-    ("Immunization", "patient={pid}&_count=200"),
-    ("Procedure", "patient={pid}&_count=200"),
-    ("DiagnosticReport", "patient={pid}&_count=200"),
-    ("AllergyIntolerance", "patient={pid}&_count=200"),
-    # Who pays, to choose the payer's ruleset (smart_app/payers.py); payor Organizations included.
-    ("Coverage", "patient={pid}&_include=Coverage:payor&_count=50"),
-)
-# Searches the criteria do not read: a server that cannot answer one (400/404 …) costs a
-# warning, never the report.
-OPTIONAL_SEARCHES = {"Coverage"}
+FORM = "application/x-www-form-urlencoded"
+# Answers meaning "this server does not support that search" (degrade, do not fail).
+UNSUPPORTED = {400, 404, 405, 501}
 MAX_PAGES = 50
 MAX_PAYOR_READS = 4  # payor Organizations read one by one when a server ignores _include
 MAX_REDIRECTS = 5
@@ -162,13 +152,13 @@ class FhirClient:
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path)
 
-    def request(self, method: str, path_or_url: str, *, body: Any = None,
+    def request(self, method: str, path_or_url: str, *, body: Any = None, form: str | None = None,
                 headers: dict[str, str] | None = None) -> requests.Response:
         url = self._on_server(path_or_url)
-        data = json.dumps(body) if body is not None else None
+        data = json.dumps(body) if body is not None else form
         extra = dict(headers or {})
         if data is not None:
-            extra.setdefault("Content-Type", FHIR_JSON)
+            extra.setdefault("Content-Type", FHIR_JSON if form is None else FORM)
         refreshed = False
         attempt = 0
         while True:
@@ -255,8 +245,12 @@ class FhirClient:
             raise FhirRefused(f"FHIR server did not return a {rtype}")
         return data
 
-    def search_all(self, path: str) -> list[dict[str, Any]]:
-        """Every resource of a search, following ``next`` links (bounded, loop-safe)."""
+    def search_all(self, path: str, form: str | None = None) -> list[dict[str, Any]]:
+        """Every resource of a search, following ``next`` links (bounded, loop-safe).
+
+        ``form``: the search's parameters for ``POST {path}`` (``Type/_search``); the pages
+        after the first are the server's ``next`` links, read with GET.
+        """
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         url: str | None = path
@@ -274,7 +268,7 @@ class FhirClient:
             pages += 1
             if pages > MAX_PAGES:
                 raise FhirRefused(f"search returned more than {MAX_PAGES} pages; stopped")
-            bundle = self.json("GET", url)
+            bundle = self.json("POST", url, form=form) if form is not None and pages == 1 else self.json("GET", url)
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
                 if isinstance(bundle, dict) and bundle.get("resourceType") == "OperationOutcome":
                     raise FhirRefused(
@@ -292,52 +286,125 @@ class FhirClient:
             )
         return out
 
-    def patient_record(self, patient_id: str,
-                       searches: tuple[tuple[str, str], ...] = PATIENT_SEARCHES,
-                       readable: set[str] | None = None) -> PatientRecord:
-        """The Patient and every resource the criteria use, fetched concurrently.
+    def capabilities(self) -> ServerCapabilities:
+        """The server's searches from its CapabilityStatement (``GET metadata``, public: no
+        token is sent). One attempt: when it fails or is not a CapabilityStatement the result
+        is UNKNOWN (every search is tried and refusals degrade); the searches then meet any
+        real outage themselves."""
+        try:
+            resp = self.session.get(self.url("metadata"), headers={"Accept": FHIR_JSON}, timeout=self.timeout,
+                                    allow_redirects=False)
+            cs = resp.json() if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError, RecursionError):
+            cs = None
+        caps = parse_capability_statement(cs)
+        if not caps.known:
+            log.info("no usable CapabilityStatement; searches are not pre-checked")
+        return caps
 
-        ``readable``: resource types the granted scopes allow (None = all); others are
-        marked not accessible without asking.
-        """
-        pid = quote(patient_id, safe="")
-        wanted = [(t, q) for t, q in searches if readable is None or t in readable]
-        not_accessible = {t for t, _ in searches if readable is not None and t not in readable}
+    def run_search(self, search: Search) -> tuple[list[dict[str, Any]] | None, str]:
+        """(resources, outcome) of one search and, if the server refuses it as unsupported,
+        of its alternatives: outcome ``ok``, ``not-accessible`` (403) or ``not-available``."""
+        try:
+            if search.post:
+                return self.search_all(search.path, form=search.query), "ok"
+            return self.search_all(search.path), "ok"
+        except FhirAuthError:
+            raise
+        except FhirRefused as exc:
+            if exc.status == 403:
+                return None, "not-accessible"
+            if exc.status not in UNSUPPORTED:
+                raise
+            log.info("%s search (%s) refused with %d; trying what else the plan allows",
+                     search.rtype, search.purpose, exc.status)
+        for group in search.alternatives:
+            outcomes = [self.run_search(alt) for alt in group]
+            found = [res for res, outcome in outcomes if outcome == "ok"]
+            if found:
+                return [r for part in found for r in part], "ok"
+            if any(outcome == "not-accessible" for _, outcome in outcomes):
+                return None, "not-accessible"
+        return None, "not-available"
 
+    def fetch(self, plan: SearchPlan) -> PatientRecord:
+        """The Patient and every search of the plan's first wave, concurrently; then, if
+        some medication resource names a Medication the answers did not include, those
+        Medications by id (one more round trip, only on servers without ``_include``)."""
         warnings: list[str] = []
 
-        def run(item: tuple[str, str]) -> tuple[str, list[dict[str, Any]] | None]:
-            rtype, query = item
-            try:
-                return rtype, self.search_all(f"{rtype}?{query.format(pid=pid)}")
+        def run(search: Search) -> tuple[list[dict[str, Any]] | None, str]:
+            if search.rtype not in OPTIONAL_TYPES:
+                return self.run_search(search)
+            try:  # the criteria do not read it: a failure costs a warning, never the report
+                return self.run_search(search)
             except FhirRefused as exc:
-                if exc.status in {401, 403} and not isinstance(exc, FhirAuthError):
-                    return rtype, None
-                if exc.status == 403:
-                    return rtype, None
-                if rtype in OPTIONAL_SEARCHES and not isinstance(exc, FhirAuthError):
-                    warnings.append(f"The FHIR server did not answer the {rtype} search ({exc})")
-                    return rtype, []
-                raise
+                if isinstance(exc, FhirAuthError):
+                    raise
+                warnings.append(f"The FHIR server did not answer the {search.rtype} search ({exc})")
+                return [], "ok"
 
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(wanted) + 1)) as pool:
-            patient_future = pool.submit(self.read, "Patient", patient_id)
-            results = list(pool.map(run, wanted))
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(plan.searches) + 1)) as pool:
+            patient_future = pool.submit(self.read, "Patient", plan.patient_id)
+            results = list(pool.map(run, plan.searches))
             patient = patient_future.result()
-        resources: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for rtype, found in results:
+        record = PatientRecord(patient=patient, resources=[], warnings=warnings,
+                               not_accessible=set(plan.not_accessible), not_available=set(plan.not_available))
+        _merge(record, plan.searches, results)
+        if plan.medications_readable:
+            self._add_medications(record)
+        seen = {f"{r.get('resourceType')}/{r.get('id')}" for r in record.resources}
+        record.resources += self.payors_not_included(record.resources, seen)
+        return record
+
+    def extend(self, record: PatientRecord, searches: list[Search], medications: bool = True) -> list[str]:
+        """Run further searches (the plan's fallback) and add what they find to ``record``.
+
+        A further search that the server refuses, or that pages beyond the limit, loses
+        nothing already found: it is named in the returned notes instead.
+        """
+        notes: list[str] = []
+
+        def run(search: Search) -> tuple[list[dict[str, Any]] | None, str]:
+            try:
+                return self.run_search(search)
+            except FhirRefused as exc:
+                if isinstance(exc, FhirAuthError):
+                    raise
+                return None, f"failed: {exc}"
+
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(searches) or 1)) as pool:
+            results = list(pool.map(run, searches))
+        for search, (found, outcome) in zip(searches, results, strict=True):
             if found is None:
-                not_accessible.add(rtype)
-                continue
-            for res in found:
-                key = f"{res.get('resourceType')}/{res.get('id')}"
-                if key not in seen:
-                    seen.add(key)
-                    resources.append(res)
-        resources += self.payors_not_included(resources, seen)
-        return PatientRecord(patient=patient, resources=resources, not_accessible=not_accessible,
-                             warnings=warnings)
+                notes.append(f"The FHIR server did not answer the {search.rtype} search by "
+                             f"{search.purpose.replace(':', ' ')} ({outcome.replace('-', ' ')}); "
+                             "results it holds only under local codes could not be looked for.")
+        _merge(record, searches, [(found or [], "ok") for found, _ in results])
+        if medications:
+            self._add_medications(record)
+        return notes
+
+    def _add_medications(self, record: PatientRecord) -> None:
+        have = {f"{r.get('resourceType')}/{r.get('id')}" for r in record.resources}
+        wanted = sorted({ref for r in record.resources if r.get("resourceType") in MEDICATION_TYPES
+                         for ref in [_medication_reference(r)] if ref and ref not in have})
+        if not wanted:
+            return
+        ids = [ref.split("/", 1)[1] for ref in wanted]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 50):
+            chunk = ",".join(ids[start:start + 50])
+            res, outcome = self.run_search(Search("Medication", (("_id", chunk), ("_count", "50")), "id"))
+            if outcome != "ok":  # no Medication search: read them one by one
+                res = []
+                for rid in ids[start:start + 50]:
+                    try:
+                        res.append(self.read("Medication", rid))
+                    except FhirRefused:
+                        continue  # the normaliser warns that the Medication is not in the record
+            found.extend(res or [])
+        _merge(record, [Search("Medication", ())], [(found, "ok")])
 
     def payors_not_included(self, resources: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
         """The payor Organizations of active Coverages that the search did not include
@@ -366,6 +433,12 @@ class FhirClient:
         with ThreadPoolExecutor(max_workers=MAX_PAYOR_READS) as pool:
             found = list(pool.map(read, wanted[:MAX_PAYOR_READS]))
         return [org for org in found if org is not None]
+
+    def patient_record(self, patient_id: str, readable: set[str] | None = None,
+                       capabilities: ServerCapabilities = UNKNOWN) -> PatientRecord:
+        """The Patient and every resource of the first wave of the search plan for this
+        server (``capabilities``) and these scopes (``readable``: None = all types)."""
+        return self.fetch(build_search_plan(patient_id, capabilities, readable))
 
     # --- Task write-back --------------------------------------------------------------------
     def upsert_task(self, task: dict[str, Any], build: Callable[[dict[str, Any] | None], dict[str, Any] | None]
@@ -465,3 +538,34 @@ def _oo_text(resp: requests.Response) -> str:
     if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
         return operation_outcome_message(data)
     return "no details"
+
+
+def _merge(record: PatientRecord, searches: tuple[Search, ...] | list[Search],
+           results: list[tuple[list[dict[str, Any]] | None, str]]) -> None:
+    """Add search results to the record once each; a type no search could read is marked."""
+    seen = {f"{r.get('resourceType')}/{r.get('id')}" for r in record.resources}
+    read_by_type: dict[str, bool] = {}
+    refused: dict[str, str] = {}
+    for search, (found, outcome) in zip(searches, results, strict=True):
+        if found is None:
+            refused.setdefault(search.rtype, outcome)
+            continue
+        read_by_type[search.rtype] = True
+        for res in found:
+            key = f"{res.get('resourceType')}/{res.get('id')}"
+            if key not in seen:
+                seen.add(key)
+                record.resources.append(res)
+    for rtype, outcome in refused.items():
+        if read_by_type.get(rtype):
+            continue
+        (record.not_accessible if outcome == "not-accessible" else record.not_available).add(rtype)
+
+
+def _medication_reference(resource: dict[str, Any]) -> str | None:
+    """``Medication/{id}`` a medication resource points at on this server, if any."""
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(target, str) and re.fullmatch(r"Medication/[A-Za-z0-9\-.]{1,64}", target):
+        return target
+    return None

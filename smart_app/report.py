@@ -160,43 +160,73 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
         ],
         "warnings": list(ev.warnings),
         "not_accessible": sorted(facts.not_accessible),
+        "not_available": sorted(facts.not_available - facts.not_accessible),
     }
     return degrade_for_access(report)
 
 
 def degrade_for_access(report: dict[str, Any]) -> dict[str, Any]:
-    """Items the app could not check because it may not read their source types.
+    """Items the app could not check because it could not read their source types.
 
-    With reduced scopes an item like ``vaccine-response`` is not known to be missing: the
-    app was not allowed to look. Such items move from ``missing_documentation`` (which
+    With reduced scopes (``not_accessible``), or on a server that does not offer a type or
+    search (``not_available``), an item like ``vaccine-response`` is not known to be
+    missing: the app could not look. Such items move from ``missing_documentation`` (which
     becomes the Task) to ``not_checked``, and their criteria get the status
-    ``not-accessible`` with the types named, so nobody is asked to document what may
-    already be in the chart. The determination is kept but flagged provisional.
+    ``not-accessible`` (scopes; it wins when both apply) or ``not-available`` (server) with
+    the types named, so nobody is asked to document what may already be in the chart. The
+    determination is kept but flagged provisional.
     """
-    hidden = set(report.get("not_accessible") or ())
+    no_access = set(report.get("not_accessible") or ())
+    no_server = set(report.get("not_available") or ())
     codes = documentation_codes()
 
-    def blocked(code: str) -> list[str]:
+    def blocked(code: str, hidden: set[str]) -> list[str]:
         return sorted(hidden & set(codes[code].sources)) if hidden and code in codes else []
+
+    def marked(item: dict[str, Any], code: str) -> dict[str, Any] | None:
+        access, server = blocked(code, no_access), blocked(code, no_server)
+        if not access and not server:
+            return None
+        out = dict(item)
+        if access:
+            out["not_accessible"] = access
+        if server:
+            out["not_available"] = server
+        return out
 
     def split(section: dict[str, Any]) -> None:
         keep, moved = [], []
         for item in section["missing_documentation"]:
-            types = blocked(item["code"])
-            (moved if types else keep).append({**item, "not_accessible": types} if types else item)
+            unchecked = marked(item, item["code"])
+            (moved if unchecked else keep).append(unchecked or item)
         section["missing_documentation"] = keep
         section["not_checked"] = moved
         for cr in section["criteria"]:
-            if cr["status"] == "missing" and cr.get("missing") and all(blocked(c) for c in cr["missing"]):
-                cr["status"] = "not-accessible"
-                cr["not_accessible"] = sorted({t for c in cr["missing"] for t in blocked(c)})
+            if cr["status"] != "missing" or not cr.get("missing"):
+                continue
+            if not all(blocked(c, no_access) or blocked(c, no_server) for c in cr["missing"]):
+                continue
+            access = sorted({t for c in cr["missing"] for t in blocked(c, no_access)})
+            server = sorted({t for c in cr["missing"] for t in blocked(c, no_server)})
+            cr["status"] = "not-accessible" if access else "not-available"
+            if access:
+                cr["not_accessible"] = access
+            if server:
+                cr["not_available"] = server
 
     split(report)
     for other in report["other_indications"]:
         split(other)
-    if report["not_checked"] or any(c["status"] == "not-accessible" for c in report["criteria"]):
+    affected = report["not_checked"] or any(
+        c["status"] in ("not-accessible", "not-available") for c in report["criteria"])
+    if affected and no_access:
         report["warnings"].append(
-            "The EHR did not let the app read " + ", ".join(sorted(hidden))
+            "The EHR did not let the app read " + ", ".join(sorted(no_access))
+            + "; criteria that depend on them could not be checked, so this determination is provisional."
+        )
+    if affected and no_server:
+        report["warnings"].append(
+            "This FHIR server does not offer " + ", ".join(sorted(no_server))
             + "; criteria that depend on them could not be checked, so this determination is provisional."
         )
     return report
@@ -420,9 +450,11 @@ def evaluate_record(record: PatientRecord, ruleset_id: str | None, as_of: date, 
     ``payer_map`` (default: the shipped map), else ``default_ruleset``. The report's
     ``payer`` says which and why. ``order_ref``: evaluate that IVIG order (see focus_order).
     """
-    coverage_readable = "Coverage" not in record.not_accessible
-    if record.not_accessible & PAYER_TYPES:  # payer data is not criteria data: not "provisional"
-        record = dataclasses.replace(record, not_accessible=record.not_accessible - PAYER_TYPES)
+    coverage_readable = "Coverage" not in record.not_accessible | record.not_available
+    if (record.not_accessible | record.not_available) & PAYER_TYPES:
+        # Payer data is not criteria data: not "provisional" (the payer section says it).
+        record = dataclasses.replace(record, not_accessible=record.not_accessible - PAYER_TYPES,
+                                     not_available=record.not_available - PAYER_TYPES)
     facts = extract_facts(record)
     if order_ref:
         facts = focus_order(facts, order_ref)

@@ -1,7 +1,7 @@
 """Per-app objects built once from the Config, and how views reach them.
 
 ``Runtime`` holds the session store, the HTTP session used for discovery, token, JWKS and
-style requests, the discovery and JWKS caches, the private key and the client
+style requests, the discovery, CapabilityStatement and JWKS caches, the private key and the client
 credentials. One is made by ``web.create_app`` and kept in ``app.extensions["ivig"]``;
 views use ``rt()`` and ``cfg()``.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -20,6 +21,7 @@ from flask import current_app
 
 from .config import Config
 from .fhir_client import FhirClient
+from .search_plan import ServerCapabilities
 from .sessions import Store, open_store
 from .smart import (ClientCredentials, SmartConfiguration, discover, get_json_document, load_private_key,
                     public_jwks)
@@ -76,12 +78,27 @@ class Runtime:
         self.private_key = load_private_key(config.private_key_file) if config.private_key_file else None
         self.client_options: dict[str, Any] = {}  # extra FhirClient settings (retries, backoff)
         self.discovered = TtlCache(DISCOVERY_TTL)
+        self.capability_cache = TtlCache(DISCOVERY_TTL)
         self.jwks_cache = TtlCache(JWKS_TTL)
 
     def discover(self, iss: str) -> SmartConfiguration:
         """SMART discovery for the normalised issuer ``iss``, remembered DISCOVERY_TTL seconds
-        per worker; a failure (``SmartError``) is not remembered."""
-        return self.discovered.get(iss, lambda: discover(self.http, iss, self.config.fhir_timeout))
+        per worker; a failure (``SmartError``) is not remembered. The server's
+        CapabilityStatement (which searches it offers) is read at the same time, in parallel,
+        and cached with it: a launch still costs one round trip."""
+        def both() -> SmartConfiguration:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                caps = pool.submit(self.capabilities, iss)
+                smart = discover(self.http, iss, self.config.fhir_timeout)
+                caps.result()
+            return smart
+
+        return self.discovered.get(iss, both)
+
+    def capabilities(self, iss: str) -> ServerCapabilities:
+        """What ``iss`` offers (search_plan.ServerCapabilities from its CapabilityStatement),
+        remembered like discovery; an unreadable one is UNKNOWN (every search is tried)."""
+        return self.capability_cache.get(iss, lambda: self.fhir_client(iss).capabilities())
 
     def signing_keys(self, jwks_uri: str, *, fresh: bool = False) -> dict[str, Any]:
         """The authorization server's JWKS (``fresh``: fetched again, e.g. for a new kid)."""

@@ -9,6 +9,7 @@ import socket
 from gunicorn.app.base import BaseApplication
 
 from .config import Config
+from .startup import warm_and_freeze
 
 
 class PortInUse(OSError):
@@ -77,4 +78,5 @@ def run(config: Config, host: str, port: int) -> None:
 
     check_port(host, port)
     app = create_app(config)
+    warm_and_freeze()  # after the app is built, before the workers fork
     _Gunicorn(app, {**gunicorn_options(host, port), "preload_app": True}).run()

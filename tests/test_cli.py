@@ -18,6 +18,13 @@ SEED_002 = ROOT / "examples" / "01-cvid-seed-002.json"
 AS_OF = ["--as-of", "2025-06-30"]
 
 
+@pytest.fixture(autouse=True)
+def _no_gc_freeze_in_this_process(monkeypatch):
+    """A batch run freezes the collector's view of the heap (smart_app/startup.py); in-process
+    runs here must not do that to the test process. The subprocess test below runs it."""
+    monkeypatch.setenv("IVIG_GC_FREEZE", "0")
+
+
 def run(argv, capsys, stdin: str | None = None, monkeypatch=None):
     if stdin is not None:
         import io
@@ -155,19 +162,21 @@ def _serve_patient(rsps, bundle_path: Path, *, status_overrides=None):
     resources = [e["resource"] for e in data["entry"]]
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     rsps.get(f"{FHIR}/Patient/{patient['id']}", json=patient)
-    from smart_app.fhir_client import PATIENT_SEARCHES
+    rsps.get(f"{FHIR}/metadata", status=404)  # no CapabilityStatement: every search is tried
+    from smart_app.search_plan import OPTIONAL_TYPES, PATIENT_TYPES
 
-    for rtype, _ in PATIENT_SEARCHES:
+    for rtype in (*PATIENT_TYPES, *OPTIONAL_TYPES):
         found = [r for r in resources if r["resourceType"] == rtype]
         if rtype == "MedicationRequest":
             found += [r for r in resources if r["resourceType"] == "Medication"]
         if rtype == "Coverage":
             found += [r for r in resources if r["resourceType"] == "Organization"]
         override = (status_overrides or {}).get(rtype)
-        if override:
-            rsps.get(f"{FHIR}/{rtype}", status=override, json={"resourceType": "OperationOutcome", "issue": []})
-        else:
-            rsps.get(f"{FHIR}/{rtype}", json=_searchset(found))
+        for method, url in (("GET", f"{FHIR}/{rtype}"), ("POST", f"{FHIR}/{rtype}/_search")):
+            if override:
+                rsps.add(method, url, status=override, json={"resourceType": "OperationOutcome", "issue": []})
+            else:
+                rsps.add(method, url, json=_searchset(found))
     return patient["id"]
 
 
@@ -199,6 +208,7 @@ def test_server_500_exits_3(capsys, monkeypatch):
     monkeypatch.setattr("smart_app.fhir_client.time.sleep", lambda s: None)
     responses.get(f"{FHIR}/Patient/p1", status=500)
     responses.get(f"{FHIR}/Observation", status=500)
+    responses.post(f"{FHIR}/Observation/_search", status=500)  # the coded search (a long query)
     code, out, err = run(["evaluate", "--fhir-base", FHIR, "--patient", "p1", *AS_OF], capsys)
     assert code == 3 and "500" in err and err.count("\n") == 1
 
@@ -210,6 +220,7 @@ def test_server_401_exits_3(capsys):
                   "MedicationDispense", "MedicationStatement", "Immunization", "Procedure",
                   "DiagnosticReport", "AllergyIntolerance"):
         responses.get(f"{FHIR}/{rtype}", status=401)
+        responses.post(f"{FHIR}/{rtype}/_search", status=401)
     code, _, err = run(["evaluate", "--fhir-base", FHIR, "--patient", "p1", *AS_OF], capsys)
     assert code == 3 and "401" in err
 
@@ -231,10 +242,12 @@ def test_console_script_runs_in_a_subprocess():
 
 
 # --- messages a person reads (issue 12) ----------------------------------------------------------
-def test_a_directory_argument_says_it_is_a_directory(capsys):
-    code, out, err = run(["evaluate", str(ROOT / "examples"), *AS_OF], capsys)
+def test_a_directory_argument_with_json_format_says_to_use_ndjson(capsys):
+    """A directory is several inputs (CONTRACT §6: evaluate PATH [PATH …|DIR]); --format json
+    is one document, so it says what to use instead."""
+    code, out, err = run(["evaluate", str(ROOT / "examples"), "--format", "json", *AS_OF], capsys)
     assert code == 2 and out == ""
-    assert err.strip().endswith("is a directory; give the path of a Bundle JSON file")
+    assert err == "ivig-check: several inputs: use --format ndjson (one report per line) or --format text\n"
 
 
 @pytest.mark.parametrize("url", ["ftp://fhir.example.org/r4", "fhir.example.org/r4", "http://", "file:///tmp/x"])
@@ -271,3 +284,88 @@ def test_rulesets_say_indication_in_the_singular_for_one(capsys):
     assert code == 0
     assert "\t1 indication\t" in out and "1 indications" not in out
     assert re.search(r"\t\d{2,} indications\t", out)
+
+
+# --- several inputs (CONTRACT §6): ndjson, input order, bad files reported and skipped -----------
+EXAMPLE_FILES = sorted((ROOT / "examples").glob("*.json"))
+
+
+def test_batch_ndjson_is_one_at_a_time_byte_for_byte(capsys):
+    singles = []
+    for path in EXAMPLE_FILES:
+        code, out, err = run(["evaluate", str(path), "--format", "ndjson", *AS_OF], capsys)
+        assert code == 0, err
+        assert out.count("\n") == 1
+        singles.append(out)
+    code, out, err = run(["evaluate", str(ROOT / "examples"), "--format", "ndjson", *AS_OF], capsys)
+    assert code == 0 and err == ""
+    assert out == "".join(singles)  # the directory's *.json files, by name, byte for byte
+    lines = out.splitlines()
+    assert len(lines) == len(EXAMPLE_FILES) and all(line.isascii() for line in lines)
+    assert [json.loads(line)["patient"]["reference"] for line in lines] == \
+        [f"Patient/ex{n:02d}-patient" for n in range(1, len(EXAMPLE_FILES) + 1)]
+    # Paths in the order given, one file twice.
+    picked = [EXAMPLE_FILES[4], EXAMPLE_FILES[0], EXAMPLE_FILES[4]]
+    code, out, _ = run(["evaluate", *map(str, picked), "--format", "ndjson", *AS_OF], capsys)
+    assert code == 0 and out == singles[4] + singles[0] + singles[4]
+
+
+def test_batch_bad_file_one_stderr_line_with_its_path_and_the_run_goes_on(tmp_path, capsys):
+    bad = tmp_path / "broken bundle.json"
+    bad.write_text("{not json")
+    missing = tmp_path / "gone.json"
+    argv = ["evaluate", str(EXAMPLE_FILES[0]), str(bad), str(missing), str(EXAMPLE_FILES[1]),
+            "--format", "ndjson", *AS_OF]
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 2 and "Traceback" not in err
+    assert str(bad) in lines[0] and "not valid JSON" in lines[0]
+    assert str(missing) in lines[1] and "no such file" in lines[1]
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert [r["patient"]["reference"] for r in reports] == ["Patient/ex01-patient", "Patient/ex02-patient"]
+
+
+def test_batch_directory_without_bundles_is_a_bad_input(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run(["evaluate", str(empty), str(EXAMPLE_FILES[0]), "--format", "ndjson", *AS_OF], capsys)
+    assert code == 2 and str(empty) in err and err.count("\n") == 1
+    assert out.count("\n") == 1
+
+
+def test_batch_text_is_the_concatenation(capsys):
+    singles = "".join(run(["evaluate", str(p), *AS_OF], capsys)[1] for p in EXAMPLE_FILES[:3])
+    code, out, _ = run(["evaluate", *map(str, EXAMPLE_FILES[:3]), *AS_OF], capsys)
+    assert code == 0 and out == singles
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    pytest.param(["--format", "json"], "ndjson", id="json-is-one-document"),
+    pytest.param(["--task-out", "t.json"], "--task-out", id="task-out-is-for-one-input"),
+])
+def test_batch_usage_errors(capsys, extra, message):
+    code, out, err = run(["evaluate", *map(str, EXAMPLE_FILES[:2]), *extra, *AS_OF], capsys)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+def test_task_is_built_only_when_output(capsys, monkeypatch, tmp_path):
+    """Evaluating does not build (or validate) a Task; --task-out does."""
+    calls = []
+    from smart_app import cli
+
+    real = cli.build_task
+    monkeypatch.setattr(cli, "build_task", lambda *a, **k: calls.append(1) or real(*a, **k))
+    code, _, _ = run(["evaluate", str(SEED_002), "--format", "ndjson", *AS_OF], capsys)
+    assert code == 0 and calls == []
+    code, _, _ = run(["evaluate", str(SEED_002), "--task-out", str(tmp_path / "t.json"), *AS_OF], capsys)
+    assert code == 0 and calls == [1]
+
+
+def test_batch_in_a_subprocess_with_the_collector_frozen_gives_the_same_lines(capsys):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "IVIG_GC_FREEZE"}
+    proc = subprocess.run([sys.executable, "-m", "smart_app.cli", "evaluate", str(ROOT / "examples"),
+                           "--format", "ndjson", *AS_OF], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    code, out, _ = run(["evaluate", str(ROOT / "examples"), "--format", "ndjson", *AS_OF], capsys)
+    assert code == 0 and proc.stdout == out

@@ -324,18 +324,29 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
         return Result(MISSING, [lab_evidence(t) for t in titers[-3:]],
                       detail=f"{UNTESTED} {antigen} vaccination to pair titers with")
     dates = [t.date for t in titers]
+    # Per vaccination only its own windows are touched: whether a day is on therapy is worked
+    # out once per day, the baseline of a label is a lookup, and the evidence is built only
+    # for a result that is kept (a list filled in place once the result is known).
+    on_by_day: dict[date, bool] = {}
+
+    def on(day: date) -> bool:
+        hit = on_by_day.get(day)
+        if hit is None:
+            hit = on_by_day[day] = not ctx.tl.off_therapy_at(day, OFF_THERAPY_DAYS)
+        return hit
+
     best: Result | None = None
     for vac in sorted(vaccinations, key=lambda v: v.date, reverse=True):
         post = _window(titers, dates, vac.date + timedelta(days=lo), vac.date + timedelta(days=hi))
         pre = _window(titers, dates, days_before(vac.date, PRE_WINDOW_DAYS), vac.date)
-        ev = [Evidence(vac.ref, f"{vac.display} on {_d(vac.date)}")]
         if not post:
-            res = Result(MISSING, ev, detail=f"no {antigen} titer {lo}–{hi} days after the "
-                         f"vaccination of {_d(vac.date)}")
+            res = Result(MISSING, [Evidence(vac.ref, f"{vac.display} on {_d(vac.date)}")],
+                         detail=f"no {antigen} titer {lo}–{hi} days after the vaccination of {_d(vac.date)}")
             best = best or res
             continue
-        ev += [lab_evidence(t) for t in pre + post]
-        on_therapy = [t for t in pre + post if not ctx.tl.off_therapy_at(t.date, OFF_THERAPY_DAYS)]
+        ev: list[Evidence] = []
+        on_therapy = [t for t in pre + post if on(t.date)]
+        last_pre = {p.label: p for p in pre} if c.require_pre_titer else {}
         inadequate, adequate, uninterpretable = [], [], []
         for t in post:
             protective = c.protective_pneumococcal_ug_ml if antigen == "pneumococcal" else t.ref_low
@@ -345,8 +356,8 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
             low = t.value < protective
             if c.require_pre_titer:
                 # A fold-rise needs the patient's own titers: none drawn on immune globulin.
-                baseline = next((p for p in reversed(pre) if p.label == t.label), None)
-                if t in on_therapy or baseline is None or baseline in on_therapy:
+                baseline = last_pre.get(t.label)
+                if on(t.date) or baseline is None or on(baseline.date):
                     uninterpretable.append(t)
                     continue
                 rise = t.value >= 4 * baseline.value if baseline.value > 0 else t.value > 0
@@ -354,7 +365,7 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
             elif low:
                 # Donor antibody only raises a titer: a low one on therapy is still low.
                 inadequate.append(t)
-            elif t in on_therapy:
+            elif on(t.date):
                 uninterpretable.append(t)  # a protective titer on therapy may be the donors'
             else:
                 adequate.append(t)
@@ -382,6 +393,9 @@ def _antigen_response(c: m.VaccineResponseCheck, ctx: Context, antigen: str) -> 
                 why.append("no protective level stated by the laboratory")
             res = Result(MISSING, ev, detail=f"{antigen} titers not interpretable: "
                          + ("; ".join(why) or "see the results"))
+        if res.status == MET or best is None or best.status == MISSING:  # kept: its evidence
+            ev += [Evidence(vac.ref, f"{vac.display} on {_d(vac.date)}")]
+            ev += [lab_evidence(t) for t in pre + post]
         if res.status == MET:
             return res
         if best is None or best.status == MISSING:

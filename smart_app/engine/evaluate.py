@@ -182,6 +182,20 @@ def _named(d: Diagnosis, order: IgOrder | None) -> bool:
     return d.ref in order.reason_refs or bool(d.codes & order.reason_code_keys)
 
 
+_FROZEN: dict[int, tuple[list[str], frozenset[str]]] = {}
+
+
+def _frozen(values: list[str]) -> frozenset[str]:
+    """A ruleset's list of value-set names as a set, built once per list: rulesets are loaded
+    once and never change, and match_indications asks for these sets per diagnosis."""
+    hit = _FROZEN.get(id(values))
+    if hit is None or hit[0] is not values:
+        if len(_FROZEN) >= 10_000:  # rulesets built ad hoc (tests): keep it bounded
+            _FROZEN.clear()
+        hit = _FROZEN[id(values)] = (values, frozenset(values))  # the list kept alive: its id stays its own
+    return hit[1]
+
+
 def match_indications(
     facts: PatientFacts, ruleset: m.Ruleset, tl: Timeline, warnings: list[str] | None = None
 ) -> list[tuple[m.Indication, list[Diagnosis], bool]]:
@@ -206,11 +220,11 @@ def match_indications(
     redirect: dict[str, list[Diagnosis]] = {}
     suppressed: set[str] = set()
     for ind in ruleset.indications:
-        sub = set(ind.excludes) & experimental
+        sub = _frozen(ind.excludes) & experimental
         if ind.coverage not in COVERED or not sub:
             continue
         hits = [d for d in active if (d.valuesets | d.note_valuesets) & sub]
-        mine = [d for d in active if d.valuesets & set(ind.diagnoses) and d not in hits]
+        mine = [d for d in active if d.valuesets & _frozen(ind.diagnoses) and d not in hits]
         if hits and mine:
             suppressed.add(ind.id)
             names = "; ".join(sorted({labels[vs] for d in hits for vs in (d.valuesets | d.note_valuesets) & sub}))
@@ -225,8 +239,8 @@ def match_indications(
     moved: dict[str, list[Diagnosis]] = {}
     for ind in ruleset.indications:
         for b in ind.belongs_to:
-            others = [d for d in active if d.valuesets & set(b.when)]
-            mine = [d for d in active if d.valuesets & set(ind.diagnoses)]
+            others = [d for d in active if d.valuesets & _frozen(b.when)]
+            mine = [d for d in active if d.valuesets & _frozen(ind.diagnoses)]
             if others and mine and ind.id not in suppressed:
                 suppressed.add(ind.id)
                 target = ruleset.indication(b.row)
@@ -242,9 +256,9 @@ def match_indications(
         if ind.coverage not in COVERED or ind.id in ruleset.routed or ind.id in suppressed:
             continue
         for d in active:
-            if not d.valuesets & set(ind.diagnoses):
+            if not d.valuesets & _frozen(ind.diagnoses):
                 continue
-            hidden = (d.valuesets & experimental) | (d.note_valuesets & set(ind.excludes) & experimental)
+            hidden = (d.valuesets & experimental) | (d.note_valuesets & _frozen(ind.excludes) & experimental)
             if not hidden:
                 continue
             hidden_pairs.add((ind.id, d.ref))
@@ -265,9 +279,9 @@ def match_indications(
         dx = list(dict.fromkeys(
             [d for vs in ind.diagnoses for d in redirect.get(vs, [])] + moved.get(ind.id, [])))
         for d in active:
-            if not d.valuesets & set(ind.diagnoses) or (ind.id, d.ref) in hidden_pairs:
+            if not d.valuesets & _frozen(ind.diagnoses) or (ind.id, d.ref) in hidden_pairs:
                 continue
-            if d.valuesets & set(ind.excludes):
+            if d.valuesets & _frozen(ind.excludes):
                 continue
             if d not in dx:
                 dx.append(d)
@@ -275,7 +289,7 @@ def match_indications(
             continue
         if any(not any(vs in d.valuesets for d in active) for vs in ind.also_requires):
             continue
-        named = any(_named(d, order) for d in dx) or bool(order and order.reason_valuesets & set(ind.diagnoses))
+        named = any(_named(d, order) for d in dx) or bool(order and order.reason_valuesets & _frozen(ind.diagnoses))
         maintenance = _maintenance(order, tl) if covered and ind.maintenance_is else ""
         if maintenance:
             exp = ruleset.indication(ind.maintenance_is)

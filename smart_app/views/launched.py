@@ -24,7 +24,7 @@ from flask import Response, request
 
 from ..fhir_client import FhirAuthError, FhirClient, FhirError, FhirUnreachable
 from ..payers import load_payer_map
-from ..report import evaluate_record
+from ..retrieval import fetch_report
 from ..runtime import Runtime, cfg, rt
 from ..sessions import Store
 from ..smart import SmartError, can_write_tasks, readable_types, refresh
@@ -224,7 +224,10 @@ def evaluate(launch: Launch, *, fresh: bool = False
         return cached["report"], cached["banner"], None
     client = fhir_client(launch)
     try:
-        record = client.patient_record(data["patient"], readable=_readable(data))
+        # data["ruleset"] None: the patient's Coverage chooses (payer map), else IVIG_RULESET.
+        record, report = fetch_report(client, data["patient"], data.get("ruleset"), _as_of(),
+                                      readable=_readable(data), capabilities=rt().capabilities(data["iss"]),
+                                      default_ruleset=cfg().ruleset, payer_map=load_payer_map(cfg().payer_map))
     except FhirAuthError:
         launch.end()
         raise auth_refused(data) from None
@@ -233,9 +236,6 @@ def evaluate(launch: Launch, *, fresh: bool = False
                        "Try again in a moment.") from None
     except FhirError as exc:
         raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
-    # data["ruleset"] None: the patient's Coverage chooses (payer map), else IVIG_RULESET.
-    report = evaluate_record(record, data.get("ruleset"), _as_of(), default_ruleset=cfg().ruleset,
-                             payer_map=load_payer_map(cfg().payer_map))
     banner = patient_banner(record.patient)
     data["fetched_at"] = now_iso()
     if ttl > 0:

@@ -143,6 +143,11 @@ class FakeFhir:
         path = parts.path[len(urlsplit(BASE).path) + 1:]
         body = request.body.decode() if isinstance(request.body, bytes) else request.body
         call = Call(request.method, path, parse_qs(parts.query), dict(request.headers), request.url, body)
+        if request.method == "POST" and path.endswith("/_search"):
+            # POST {type}/_search is the same search as GET {type}?{form}: handled, faulted
+            # and counted as that GET (its next links are GETs too).
+            rtype, form = path[: -len("/_search")], body or ""
+            call = Call("GET", rtype, parse_qs(form), dict(request.headers), f"{BASE}/{rtype}?{form}", None)
         with self.lock:
             self.calls.append(call)
             fault = next((f for f in self.faults if f.matches(call)), None)
@@ -593,7 +598,9 @@ def test_report_fault_web(row: ReportFault, example: str, rsps, tmp_path):
     server.inject(*row.faults())
     resp = web.client.get("/api/report")
     body = resp.get_json()
-    attempts = len(server.calls_to("GET", row.path, since=start))
+    # The Observation searches by category run after the report is known (for items still
+    # missing); the faulted search is the first wave's.
+    attempts = len([c for c in server.calls_to("GET", row.path, since=start) if "category" not in c.query])
     failed = resp.status_code >= 400
     entry = record_result("web", row.name, example,
                           "failed-clearly" if failed else

@@ -104,6 +104,9 @@ class FakeEhr:
                     "color_highlight": "url(javascript:alert(1))"})
         r.add_callback(responses.GET, re.compile(re.escape(ISS) + r"/(?!metadata|\.well-known).*"),
                        callback=self._fhir_get)
+        # POST {type}/_search: the same search as GET, its parameters in the form body.
+        r.add_callback(responses.POST, re.compile(re.escape(ISS) + r"/[A-Za-z]+/_search"),
+                       callback=self._fhir_search_post)
         r.add_callback(responses.POST, f"{ISS}/Task", callback=self._task_post)
         r.add_callback(responses.PUT, re.compile(re.escape(ISS) + r"/Task/.*"), callback=self._task_put)
 
@@ -183,9 +186,15 @@ class FakeEhr:
         return 401, {}, json.dumps({"resourceType": "OperationOutcome",
                                     "issue": [{"severity": "error", "code": "login"}]})
 
-    def _fhir_get(self, request):
-        path = urlsplit(request.url).path[len(urlsplit(ISS).path) + 1:]
-        query = parse_qs(urlsplit(request.url).query)
+    def _fhir_search_post(self, request):
+        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+        path = urlsplit(request.url).path[len(urlsplit(ISS).path) + 1:-len("/_search")]
+        return self._fhir_get(request, path=path, query=parse_qs(body))
+
+    def _fhir_get(self, request, path: str | None = None, query: dict | None = None):
+        if path is None:
+            path = urlsplit(request.url).path[len(urlsplit(ISS).path) + 1:]
+            query = parse_qs(urlsplit(request.url).query)
         with self.lock:
             self.fhir_calls.append(("GET", path))
             if self.fail_next:

@@ -15,7 +15,7 @@ from web_helpers import complete_launch, make_app
 
 from fhir_mappings import load_record
 from smart_app.cds_hooks import PREFETCH_TYPE, SERVICE_ID, build_card, card_summary, md
-from smart_app.fhir_client import PATIENT_SEARCHES
+from smart_app.search_plan import OPTIONAL_TYPES, PATIENT_TYPES
 from smart_app.report import evaluate_record
 from tests.support.cds_client import NON_IG_DRAFT, CdsTestClient, hook_request
 
@@ -103,7 +103,7 @@ def test_discovery_lists_order_sign_and_order_select_with_prefetch(cds):
         # Only root-level context tokens; everything the engine reads is asked for.
         for template in prefetch.values():
             assert "{{" not in template.replace("{{context.patientId}}", "")
-    assert set(PREFETCH_TYPE.values()) == {"Patient", *(t for t, _ in PATIENT_SEARCHES)}
+    assert set(PREFETCH_TYPE.values()) == {"Patient", *PATIENT_TYPES, *OPTIONAL_TYPES}
 
 
 # --- a hook call with prefetch -----------------------------------------------------------------

@@ -342,7 +342,9 @@ def test_finding_9_one_normalised_issuer_for_check_discovery_aud_and_session(cli
     ehr = FakeEhr(rsps)
     q = authorize_params(start_launch(client, iss="HTTPS://EHR.EXAMPLE.ORG/fhir/"))
     assert q["aud"] == ISS
-    assert [c.request.url for c in rsps.calls] == [f"{ISS}/.well-known/smart-configuration"]
+    # Discovery, and the CapabilityStatement read with it (search_plan), both on the one issuer.
+    assert sorted(c.request.url for c in rsps.calls) == [f"{ISS}/.well-known/smart-configuration",
+                                                         f"{ISS}/metadata"]
     code, state = ehr.approve(start_launch(client, iss="https://Ehr.Example.Org/fhir//"))
     client.get("/callback", query_string={"code": code, "state": state})
     assert client.get("/api/report").status_code == 200

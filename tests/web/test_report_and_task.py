@@ -164,7 +164,7 @@ def test_unexpected_error_page_has_no_traceback_or_record_data(client, launched,
     def boom(*_a, **_k):
         raise ValueError("Jane Q. Doe, MRN 12345, IgG 380")
 
-    monkeypatch.setattr("smart_app.views.launched.evaluate_record", boom)
+    monkeypatch.setattr("smart_app.retrieval.evaluate_record", boom)
     resp = client.get("/report")
     assert resp.status_code == 500
     assert b"Jane" not in resp.data and b"Traceback" not in resp.data and b"12345" not in resp.data
