@@ -185,6 +185,9 @@ class PatientFacts:
     warnings: list[str] = field(default_factory=list)
     not_accessible: set[str] = field(default_factory=set)
     not_available: set[str] = field(default_factory=set)
+    # current orders whose medication cannot be read (a Medication not in the record): any
+    # of them may be the immune globulin order
+    unreadable_orders: list[str] = field(default_factory=list)
 
     def lab(self, kind: str) -> list[Lab]:
         return self.labs.get(kind, [])

@@ -93,6 +93,8 @@ LAB_UNITS: dict[str, tuple[str, Callable[[float, str | None], float | None]] | N
     "renal_function": None,
 }
 # Kinds whose numeric value a criterion compares: a missing/unknown unit makes them unusable.
+# A MedicationRequest in these states may be the order being placed or renewed.
+CURRENT_ORDER_STATUS = {"active", "draft", "on-hold", "unknown"}
 NUMERIC_KINDS = {k for k, v in LAB_UNITS.items() if v is not None}
 
 POSITIVE_WORDS = ("positive", "reactive", "detected", "present")
@@ -491,6 +493,8 @@ class _Reader:
             return
         ref = _ref(req)
         cc = self.medication_concept(req)
+        if cc is None and isinstance(req.get("medicationReference"), dict) and status in CURRENT_ORDER_STATUS:
+            self.facts.unreadable_orders.append(ref)
         ig, product = self.is_ig(cc, ref)
         if not ig:
             self._therapy_from_medication(req, cc, ref, "authoredOn")

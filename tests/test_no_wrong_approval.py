@@ -122,6 +122,25 @@ def test_removing_one_resource_never_makes_criteria_met(resources, ruleset_id):
     removal_property(resources, ruleset_id)
 
 
+def _without_weight() -> list[pytest.param]:
+    """Each example without its body weight: the order then needs one, and removing the
+    order's Medication must not make the order (and that need) disappear — found by the
+    generated-records test on example 03 (a MedicationRequest naming a Medication that is
+    not in the record is an order whose product cannot be read: ordered-product)."""
+    out = []
+    for p in _example_records():
+        resources, rs = p.values
+        kept = [r for r in resources if not (r["resourceType"] == "Observation" and "weight" in r["id"])]
+        if len(kept) < len(resources):
+            out.append(pytest.param(kept, rs, id=f"{p.id}-without-weight"))
+    return out
+
+
+@pytest.mark.parametrize("resources,ruleset_id", _without_weight())
+def test_removing_one_resource_never_makes_criteria_met_without_a_weight(resources, ruleset_id):
+    removal_property(resources, ruleset_id)
+
+
 # --- (2) met criteria cite their own kind of evidence --------------------------------------
 def valuesets_by_ref(facts: PatientFacts) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {facts.patient_ref: {"Patient"}}

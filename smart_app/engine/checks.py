@@ -986,7 +986,19 @@ def check_clinical_response(c: m.ClinicalResponseCheck, ctx: Context) -> Result:
 
 def check_body_weight(c: m.BodyWeightCheck, ctx: Context) -> Result:
     if ctx.tl.order is None:
-        return Result(NA)
+        unread = ctx.facts.unreadable_orders
+        if not unread:
+            return Result(NA)
+        # An order whose product cannot be read may be the immune globulin order: its dose
+        # and the weight it needs cannot be shown to be in order.
+        recent, _ = latest_weight(ctx.facts, ctx.as_of, c.within_days)
+        weight = "" if recent is not None else f", and a body weight from the last {c.within_days} days"
+        return Result(MISSING, [Evidence(r, "order whose medication is not in the record") for r in unread],
+                      [Missing("ordered-product", (
+                          f"{', '.join(unread[:3])}: the ordered medication cannot be read (its Medication "
+                          "is not in the record), so the app cannot tell whether it is the immune globulin "
+                          "order or check its dose. Record the product on the order (or make its "
+                          f"Medication readable){weight}."))])
     recent, latest = latest_weight(ctx.facts, ctx.as_of, c.within_days)
     if recent is not None:
         return Result(MET, [lab_evidence(recent, "Weight")])
