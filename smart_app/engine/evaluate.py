@@ -182,20 +182,6 @@ def _named(d: Diagnosis, order: IgOrder | None) -> bool:
     return d.ref in order.reason_refs or bool(d.codes & order.reason_code_keys)
 
 
-_FROZEN: dict[int, tuple[list[str], frozenset[str]]] = {}
-
-
-def _frozen(values: list[str]) -> frozenset[str]:
-    """A ruleset's list of value-set names as a set, built once per list: rulesets are loaded
-    once and never change, and match_indications asks for these sets per diagnosis."""
-    hit = _FROZEN.get(id(values))
-    if hit is None or hit[0] is not values:
-        if len(_FROZEN) >= 10_000:  # rulesets built ad hoc (tests): keep it bounded
-            _FROZEN.clear()
-        hit = _FROZEN[id(values)] = (values, frozenset(values))  # the list kept alive: its id stays its own
-    return hit[1]
-
-
 def match_indications(
     facts: PatientFacts, ruleset: m.Ruleset, tl: Timeline, warnings: list[str] | None = None
 ) -> list[tuple[m.Indication, list[Diagnosis], bool]]:
@@ -213,19 +199,28 @@ def match_indications(
     order = tl.order
     labels = ruleset.experimental_labels
     experimental = frozenset(labels)
+    idx = ruleset.index
+    inds = ruleset.indications
+    # Only the indications that list one of the record's value sets can match: found through
+    # the ruleset's index, in ruleset order (the loops below ask nothing of the others).
+    present = frozenset().union(*(d.valuesets for d in active)) if active else frozenset()
+    listed = idx.listing(present)
     # A covered row whose experimental sub-conditions (its `excludes`) another active
     # Condition names — relapsing-remitting MS on one problem-list entry, secondary
     # progressive MS on another — is a conflict: it is never resolved toward coverage. The
     # row's diagnoses go to the experimental row instead.
     redirect: dict[str, list[Diagnosis]] = {}
     suppressed: set[str] = set()
-    for ind in ruleset.indications:
-        sub = _frozen(ind.excludes) & experimental
+    for i in listed:
+        ind = inds[i]
+        sub = idx.excludes[i] & experimental
         if ind.coverage not in COVERED or not sub:
             continue
         hits = [d for d in active if (d.valuesets | d.note_valuesets) & sub]
-        mine = [d for d in active if d.valuesets & _frozen(ind.diagnoses) and d not in hits]
-        if hits and mine:
+        if not hits:
+            continue
+        mine = [d for d in active if d.valuesets & idx.diagnoses[i] and d not in hits]
+        if mine:
             suppressed.add(ind.id)
             names = "; ".join(sorted({labels[vs] for d in hits for vs in (d.valuesets | d.note_valuesets) & sub}))
             warnings.append(f"The record documents {ind.label} and also {names}, which the policy "
@@ -237,28 +232,30 @@ def match_indications(
     # (HIV-associated ITP is the HIV row; vasculitis with a connective tissue disease is on
     # the experimental list): its diagnoses go to that row.
     moved: dict[str, list[Diagnosis]] = {}
-    for ind in ruleset.indications:
-        for b in ind.belongs_to:
-            others = [d for d in active if d.valuesets & _frozen(b.when)]
-            mine = [d for d in active if d.valuesets & _frozen(ind.diagnoses)]
-            if others and mine and ind.id not in suppressed:
-                suppressed.add(ind.id)
-                target = ruleset.indication(b.row)
-                warnings.append(f"{ind.label}: {b.reason} — evaluated as {target.label}.")
-                moved.setdefault(b.row, []).extend(mine)
+    for i in listed:
+        ind = inds[i]
+        for b, when in zip(ind.belongs_to, idx.belongs_when[i], strict=True):
+            if ind.id in suppressed or not when & present:
+                continue
+            mine = [d for d in active if d.valuesets & idx.diagnoses[i]]
+            suppressed.add(ind.id)
+            target = ruleset.indication(b.row)
+            warnings.append(f"{ind.label}: {b.reason} — evaluated as {target.label}.")
+            moved.setdefault(b.row, []).extend(mine)
     # A covered Condition whose own code or text also names an experimental row (G61.0
     # "Miller Fisher syndrome"), or whose notes name one of the row's experimental
     # sub-conditions ("secondary progressive since 2021" on a G35 entry), is evaluated under
     # the experimental row. A note naming an unrelated experimental condition ("also has
     # chronic fatigue syndrome" on a CVID entry) is a comorbidity, not a conflict.
     hidden_pairs: set[tuple[str, str]] = set()
-    for ind in ruleset.indications:
+    for i in listed:
+        ind = inds[i]
         if ind.coverage not in COVERED or ind.id in ruleset.routed or ind.id in suppressed:
             continue
         for d in active:
-            if not d.valuesets & _frozen(ind.diagnoses):
+            if not d.valuesets & idx.diagnoses[i]:
                 continue
-            hidden = (d.valuesets & experimental) | (d.note_valuesets & _frozen(ind.excludes) & experimental)
+            hidden = (d.valuesets & experimental) | (d.note_valuesets & idx.excludes[i] & experimental)
             if not hidden:
                 continue
             hidden_pairs.add((ind.id, d.ref))
@@ -271,25 +268,28 @@ def match_indications(
             for vs in hidden:
                 if d not in redirect.setdefault(vs, []):
                     redirect[vs].append(d)
+    candidates = sorted(set(listed) | set(idx.listing(frozenset(redirect)))
+                        | {idx.position[row] for row in moved})
     out = []
-    for ind in ruleset.indications:
+    for i in candidates:
+        ind = inds[i]
         if ind.id in ruleset.routed or ind.id in suppressed:
             continue
         covered = ind.coverage in COVERED
         dx = list(dict.fromkeys(
             [d for vs in ind.diagnoses for d in redirect.get(vs, [])] + moved.get(ind.id, [])))
         for d in active:
-            if not d.valuesets & _frozen(ind.diagnoses) or (ind.id, d.ref) in hidden_pairs:
+            if not d.valuesets & idx.diagnoses[i] or (ind.id, d.ref) in hidden_pairs:
                 continue
-            if d.valuesets & _frozen(ind.excludes):
+            if d.valuesets & idx.excludes[i]:
                 continue
             if d not in dx:
                 dx.append(d)
         if not dx:
             continue
-        if any(not any(vs in d.valuesets for d in active) for vs in ind.also_requires):
+        if any(vs not in present for vs in ind.also_requires):
             continue
-        named = any(_named(d, order) for d in dx) or bool(order and order.reason_valuesets & _frozen(ind.diagnoses))
+        named = any(_named(d, order) for d in dx) or bool(order and order.reason_valuesets & idx.diagnoses[i])
         maintenance = _maintenance(order, tl) if covered and ind.maintenance_is else ""
         if maintenance:
             exp = ruleset.indication(ind.maintenance_is)

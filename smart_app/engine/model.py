@@ -9,6 +9,7 @@ terminology data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -440,6 +441,21 @@ class Ruleset(Strict):
         return frozenset(i.maintenance_is for i in self.indications if i.maintenance_is)
 
     @cached_property
+    def index(self) -> RulesetIndex:
+        """The indications' value-set lists as sets, and value set -> indications, built once."""
+        by_valueset: dict[str, list[int]] = {}
+        for i, ind in enumerate(self.indications):
+            for vs in ind.diagnoses:
+                by_valueset.setdefault(vs, []).append(i)
+        return RulesetIndex(
+            diagnoses=tuple(frozenset(i.diagnoses) for i in self.indications),
+            excludes=tuple(frozenset(i.excludes) for i in self.indications),
+            belongs_when=tuple(tuple(frozenset(b.when) for b in i.belongs_to) for i in self.indications),
+            by_valueset={k: tuple(v) for k, v in by_valueset.items()},
+            position={i.id: n for n, i in enumerate(self.indications)},
+        )
+
+    @cached_property
     def experimental_labels(self) -> dict[str, str]:
         """Value set -> label of the experimental row it codes (routed rows excluded)."""
         return {vs: i.label for i in self.indications
@@ -453,6 +469,22 @@ class Ruleset(Strict):
         if cite.basis:
             text += f" ({cite.basis})" if cite.quotes else f": {cite.basis}"
         return text
+
+
+@dataclass(frozen=True)
+class RulesetIndex:
+    """Per indication (by position in the ruleset): its diagnosis and exclusion value sets
+    and its belongs_to conditions as sets; and which indications list a value set."""
+
+    diagnoses: tuple[frozenset[str], ...]
+    excludes: tuple[frozenset[str], ...]
+    belongs_when: tuple[tuple[frozenset[str], ...], ...]
+    by_valueset: dict[str, tuple[int, ...]]
+    position: dict[str, int]
+
+    def listing(self, valuesets: frozenset[str] | set[str]) -> list[int]:
+        """Positions of the indications whose diagnoses include any of these, in order."""
+        return sorted({i for vs in valuesets for i in self.by_valueset.get(vs, ())})
 
 
 def _walk(check: Check):
