@@ -70,11 +70,15 @@ def _input_text(report: dict[str, Any], item: dict[str, Any]) -> str:
 DEFAULT_TASK_IDENTIFIER_SYSTEM = "urn:uuid:3c0d9f4e-6f5b-4c1e-9a57-1b8e2f7d4a90"
 
 
+def digest(parts: list[str]) -> str:
+    """A deterministic identifier value from its parts (40 hex digits: also a FHIR id), which
+    carries none of them (no patient id in an identifier)."""
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:40]
+
+
 def task_identifier(report: dict[str, Any], *, system: str = DEFAULT_TASK_IDENTIFIER_SYSTEM) -> dict[str, str]:
     indication = report["indication"]["id"] if report.get("indication") else "no-indication"
-    key = "|".join([report["patient"]["reference"], indication, report["ruleset"]["id"]])
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
-    return {"system": system, "value": digest}
+    return {"system": system, "value": digest([report["patient"]["reference"], indication, report["ruleset"]["id"]])}
 
 
 def _timestamp(now: datetime | None, as_of: str) -> str:
