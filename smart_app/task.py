@@ -158,6 +158,16 @@ def build_task(
         }
     else:
         task["reasonCode"] = {"text": "No IVIG-relevant indication documented"}
+    attested = report.get("attestation") or {}
+    if attested.get("summary") and (attested.get("criteria_attested") or attested.get("response")):
+        task["note"].append({"text": f"Clinician attestation: {fhir_string(attested['summary'], 'attested')}"})
+    if attested.get("response"):
+        # What was attested, for the EHR work item (as CDex links a Task to its response).
+        task["output"] = [{
+            "type": {"coding": [{"system": cs, "code": "clinician-attestation",
+                                 "display": "Clinician attestation"}], "text": "Clinician attestation"},
+            "valueReference": {"reference": attested["response"], "display": "Clinician attestation"},
+        }]
     if missing:
         task["input"] = [
             {
@@ -181,7 +191,10 @@ def documentation_codesystem(base_url: str) -> dict[str, Any]:
 
     concepts = [{"code": "documentation-request",
                  "display": "Request for documentation supporting IVIG coverage",
-                 "definition": "A Task asking the care team to add the listed documentation to the record."}]
+                 "definition": "A Task asking the care team to add the listed documentation to the record."},
+                {"code": "clinician-attestation", "display": "Clinician attestation",
+                 "definition": "The QuestionnaireResponse in which the clinician attested qualifiers the "
+                               "policy leaves to clinical judgement (Task.output)."}]
     concepts += [{"code": code, "display": item.display, "definition": item.definition}
                  for code, item in documentation_codes().items()]
     return {
