@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, url_for
 
 from ..fhir_client import FhirAuthError, FhirError, is_fhir_id
 from ..runtime import cfg, rt
 from ..task import build_task, task_identifier
-from .common import AppError, wants_json
+from .common import AppError, require_csrf, wants_json, write_lock_key
 from .launched import CONTEXT, auth_refused, can_write, evaluate, fhir_client, launched
 from .report import source_href
 
@@ -25,11 +24,7 @@ bp = Blueprint("tasks", __name__)
 def post_task():
     launch = launched()
     data = launch.data
-    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    if not secrets.compare_digest(sent.encode(), data["csrf"].encode()):
-        log.warning("Task write refused: CSRF token missing or wrong")
-        raise AppError(403, "The form's security token is missing or wrong; nothing was written.",
-                       "Reload the report and press the button again.")
+    require_csrf(data)
     if not can_write(data):
         raise AppError(403, "The EHR did not grant this app permission to write Tasks.")
     report, _, client = evaluate(launch, fresh=True)  # the Task reflects the record as it is now
@@ -49,7 +44,7 @@ def post_task():
                           identifier_system=system)
 
     try:
-        with rt().store.lock(f"task|{ident['system']}|{ident['value']}"):
+        with rt().store.lock(write_lock_key("Task", ident)):
             stored, created = client.upsert_task(build(None) or {"identifier": [ident]}, build)
     except TimeoutError:
         raise AppError(503, "Another request is still writing this Task; nothing was written.",
