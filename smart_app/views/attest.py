@@ -109,7 +109,7 @@ def post_attest():
     ruleset = get_ruleset(report["ruleset"]["id"])
     patient_ref = report["patient"]["reference"]
     ident = response_identifier(patient_ref, indication_id, ruleset.id)
-    now = datetime.now(timezone.utc)
+    now = _now()
 
     def build(existing: dict[str, Any] | None) -> dict[str, Any]:
         return build_response(ruleset=ruleset, indication_id=indication_id, patient_ref=patient_ref,
@@ -145,6 +145,14 @@ def post_attest():
         return jsonify({"response": stored, "created": created, "report": report, "task": task})
     data.pop("cache", None)
     return _back_with(launch, back, {"attest_result": result})
+
+
+def _now() -> datetime:
+    """The time an answer is given: now, on the app's "today" (IVIG_AS_OF fixes it for demos
+    and tests, and an answer dated after the evaluation date would not count)."""
+    now = datetime.now(timezone.utc)
+    day = cfg().as_of
+    return datetime.combine(day, now.timetz()) if day is not None else now
 
 
 def _follow_task(launch: Launch, client: FhirClient, report: dict[str, Any], now: datetime) -> dict[str, Any]:
