@@ -1120,6 +1120,10 @@ def evaluate_check(check: m.Check, ctx: Context) -> Result:
                 missing = best.missing
         shown = [p for p in live if p.status == status] if status == MET else live
         detail = _join([p.detail for p in shown])
+        if any(e.origin != "record" for e in evidence):
+            # An attestation is the group's evidence only where it decided the group's status.
+            evidence = _dedupe([e for p in parts for e in p.evidence if e.origin == "record" or p.status == status])
+            detail = _join([p.detail for p in shown if p.status == status or not p.detail.startswith("attested:")])
         return Result(status, evidence, list(dict.fromkeys(missing)), detail, parts)
     result = LEAF[type(check)](check, ctx)
     if check.attestable is not None and ctx.attestations:
