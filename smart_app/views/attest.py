@@ -24,13 +24,13 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from .. import letter as lt
 from ..attestation import RTYPE as RESPONSE, build_response, response_identifier
 from ..engine.model import available_rulesets, get_ruleset
-from ..fhir_client import FhirAuthError, FhirClient, FhirError
+from ..fhir_client import FhirClient, FhirError
 from ..questionnaire import JUSTIFICATION_MAX, questionnaire_for_id
 from ..runtime import cfg, rt
 from ..task import build_task, task_identifier
 from .common import AppError, now_iso, require_csrf, wants_json, write_lock_key
-from .launched import (CONTEXT, Launch, auth_refused, can_write, evaluate, fetch_report, fhir_client,
-                       launched, may, report_of)
+from .launched import (CONTEXT, Launch, can_write, evaluate, fetch_report, fhir_client, launched, may,
+                       report_of, write_or_back)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("attest", __name__)
@@ -84,15 +84,20 @@ def _answers(section: dict[str, Any]) -> dict[str, tuple[bool, str]]:
     return answers
 
 
+def _write_request(permission: str, what: str, page: str) -> tuple[Launch, dict[str, Any], str]:
+    """The launch of a write (CSRF checked, the scopes allowing ``permission``, else 403) and
+    the page to go back to."""
+    launch = launched()
+    require_csrf(launch.data)
+    if not may(launch.data, permission):
+        raise AppError(403, f"The EHR did not grant this app permission to {what}; nothing was written.")
+    return launch, launch.data, url_for(page, **{CONTEXT: launch.handle})
+
+
 @bp.post("/attest")
 def post_attest():
-    launch = launched()
-    data = launch.data
-    require_csrf(data)
-    back = url_for("report.report_page", **{CONTEXT: launch.handle})
-    if not may(data, "attest"):
-        raise AppError(403, "The EHR did not grant this app permission to record attestations "
-                       "(QuestionnaireResponse); nothing was written.")
+    launch, data, back = _write_request("attest", "record attestations (QuestionnaireResponse)",
+                                        "report.report_page")
     client = fhir_client(launch)
     record, report = fetch_report(launch, client)  # the answers apply to the record as it is now
     indication_id = request.form.get("indication") or ""
@@ -116,20 +121,16 @@ def post_attest():
                               canonical_base=cfg().canonical_base, answers=answers,
                               author=data.get("fhir_user"), now=now, existing=existing)
 
-    try:
+    def write():
         with rt().store.lock(write_lock_key(RESPONSE, ident)):
-            stored, created = client.upsert(RESPONSE, ident, build, rid=section["response_id"])
-    except TimeoutError:
-        raise AppError(503, "Another request is still recording an attestation for this patient; nothing "
-                       "was written.", "Try again in a moment.") from None
-    except FhirAuthError:
-        launch.end()
-        raise auth_refused(data) from None
-    except FhirError as exc:
-        message = f"The attestation could not be written: {exc}."
-        if wants_json():
-            raise AppError(502, message) from None
-        return _back_with(launch, back, {"error": message})
+            return client.upsert(RESPONSE, ident, build, rid=section["response_id"])
+
+    written, failed = write_or_back(
+        launch, write, failure="The attestation could not be written", back=back,
+        busy="Another request is still recording an attestation for this patient; nothing was written.")
+    if failed is not None:
+        return failed
+    stored, created = written
     # The report after the answers (the record as fetched, with the response as stored).
     assert stored is not None  # build() always makes a body
     resources = [r for r in record.resources
@@ -203,7 +204,7 @@ def letter_page():
     return render_template(
         "letter_page.html", letter=letter, ctx=launch.handle, csrf_token=data["csrf"],
         can_write_document=may(data, "write-document"), document_result=(flash or {}).get("document_result"),
-        error=(flash or {}).get("document_error"),
+        error=(flash or {}).get("error"),
         style_vars=bool(data.get("smart_style_url") or data.get("style")))
 
 
@@ -217,29 +218,19 @@ def letter_pdf():
 
 @bp.post("/letter/document")
 def post_letter_document():
-    launch = launched()
-    data = launch.data
-    require_csrf(data)
-    back = url_for("attest.letter_page", **{CONTEXT: launch.handle})
-    if not may(data, "write-document"):
-        raise AppError(403, "The EHR did not grant this app permission to write documents "
-                       "(DocumentReference); nothing was written.")
+    launch, data, back = _write_request("write-document", "write documents (DocumentReference)",
+                                        "attest.letter_page")
     report, letter = _letter(launch, fresh=True)  # the letter of the record as it is now
     pdf = lt.render_pdf(lt.render_html(letter))
     doc = lt.build_document_reference(report, pdf, now=now_iso(), author=data.get("fhir_user"))
     client = fhir_client(launch)
-    try:
-        stored, created = client.create_once("DocumentReference", doc, doc["identifier"][0])
-    except FhirAuthError:
-        launch.end()
-        raise auth_refused(data) from None
-    except FhirError as exc:
-        message = f"The letter could not be written to the EHR: {exc}."
-        if wants_json():
-            raise AppError(502, message) from None
-        data["letter_flash"] = {"document_error": message}
-        launch.save()
-        return redirect(back, code=303)
+    written, failed = write_or_back(
+        launch, lambda: client.create_once("DocumentReference", doc, doc["identifier"][0]),
+        failure="The letter could not be written to the EHR", back=back, flash="letter_flash",
+        busy="The letter could not be written now.")
+    if failed is not None:
+        return failed
+    stored, created = written
     result = {"reference": f"DocumentReference/{(stored or {}).get('id')}", "created": created}
     log.info("letter DocumentReference %s", "created" if created else "already written")
     if wants_json():

@@ -16,13 +16,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from flask import Response, request
+from flask import Response, redirect, request
 
 from fhir_mappings import PatientRecord
 
@@ -35,7 +35,7 @@ from ..runtime import Runtime, cfg, rt
 from ..sessions import Store
 from ..smart import (SmartError, can_attest, can_read_responses, can_write_documents, can_write_tasks,
                      readable_types, refresh)
-from .common import SESSION_ENDED, AppError, now_iso
+from .common import SESSION_ENDED, AppError, now_iso, wants_json
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +283,28 @@ def _fhir_errors(launch: Launch) -> Iterator[None]:
         raise AppError(504, f"{exc}.", "Try again in a moment.") from None
     except FhirError as exc:
         raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
+
+
+def write_or_back(launch: Launch, write: Callable[[], Any], *, failure: str, back: str, busy: str,
+                  flash: str = "flash") -> tuple[Any, Response | None]:
+    """Run a write to the FHIR server: (its result, None), or (None, the redirect back to the
+    page, whose flash says why) when the server refused it. JSON callers get the error as
+    502; an ended authorization ends the launch; a writer still holding the store's lock for
+    the resource is a 503 (``busy``)."""
+    try:
+        return write(), None
+    except TimeoutError:
+        raise AppError(503, busy, "Try again in a moment.") from None
+    except FhirAuthError:
+        launch.end()
+        raise auth_refused(launch.data) from None
+    except FhirError as exc:
+        message = f"{failure}: {exc}."
+        if wants_json():
+            raise AppError(502, message) from None
+        launch.data[flash] = {"error": message}
+        launch.save()
+        return None, redirect(back, code=303)
 
 
 def patient_banner(patient: dict[str, Any]) -> dict[str, Any]:

@@ -125,46 +125,45 @@ def _crit(data: dict, cid: str) -> dict:
     return next(c for i in data["indications"] for c in i["criteria"] if c["id"] == cid)
 
 
-def test_loading_fails_on_an_attestable_igg_level(tmp_path):
-    def change(data):
-        _crit(data, "aaaai-pretreatment-igg")["check"]["attestable"] = {
-            "id": "igg-low", "question": "Is the IgG below 500 mg/dL?", "policy_words": "less than 500 mg/dL"}
-    with pytest.raises(RulesetError, match="cannot be attestable: it reads IgG levels"):
-        load_ruleset_file(_ruleset_file(tmp_path, change))
+def _igg_attestable(data):
+    _crit(data, "aaaai-pretreatment-igg")["check"]["attestable"] = {
+        "id": "igg-low", "question": "Is the IgG below 500 mg/dL?", "policy_words": "less than 500 mg/dL"}
 
 
-def test_loading_fails_on_an_attestable_weight(tmp_path):
-    def change(data):
-        next(c for c in data["common_criteria"] if c["id"] == "body-weight-current")["check"]["attestable"] = {
-            "id": "weight-ok", "question": "Is the weight documented?", "policy_words": "Document patient weight"}
-    with pytest.raises(RulesetError, match="cannot be attestable: it reads body weights"):
-        load_ruleset_file(_ruleset_file(tmp_path, change))
+def _weight_attestable(data):
+    next(c for c in data["common_criteria"] if c["id"] == "body-weight-current")["check"]["attestable"] = {
+        "id": "weight-ok", "question": "Is the weight documented?", "policy_words": "Document patient weight"}
 
 
-def test_loading_fails_on_an_unknown_attestable_key(tmp_path):
-    def change(data):
-        leaf = next(c for c in data["not_covered_criteria"] if c["id"] == "appeal-prior-therapy")["check"]
-        leaf["attestable"]["answer_type"] = "quantity"
-    with pytest.raises(RulesetError, match="answer_type"):
-        load_ruleset_file(_ruleset_file(tmp_path, change))
+def _appeal_leaf(data) -> dict:
+    return next(c for c in data["not_covered_criteria"] if c["id"] == "appeal-prior-therapy")["check"]
 
 
-def test_loading_fails_when_the_question_is_not_in_the_policys_words(tmp_path):
-    def change(data):
-        leaf = next(c for c in data["not_covered_criteria"] if c["id"] == "appeal-prior-therapy")["check"]
-        leaf["attestable"]["policy_words"] = "the patient would benefit"
-    with pytest.raises(RulesetError, match="policy_words are not quoted"):
-        load_ruleset_file(_ruleset_file(tmp_path, change))
+def _unknown_key(data):
+    _appeal_leaf(data)["attestable"]["answer_type"] = "quantity"
 
 
-def test_loading_fails_on_a_repeated_attestable_id(tmp_path):
-    def change(data):
-        leaf = next(c for c in data["not_covered_criteria"] if c["id"] == "appeal-prior-therapy")["check"]
-        data["common_criteria"].append({"id": "again", "description": "d",
-                                        "cite": {"section": "Coverage", "quotes": ["the same words"]},
-                                        "check": {**copy.deepcopy(leaf), "attestable": {
-                                            **leaf["attestable"], "policy_words": "the same words"}}})
-    with pytest.raises(RulesetError, match="is also used by"):
+def _not_the_policys_words(data):
+    _appeal_leaf(data)["attestable"]["policy_words"] = "the patient would benefit"
+
+
+def _repeated_id(data):
+    leaf = _appeal_leaf(data)
+    data["common_criteria"].append({"id": "again", "description": "d",
+                                    "cite": {"section": "Coverage", "quotes": ["the same words"]},
+                                    "check": {**copy.deepcopy(leaf), "attestable": {
+                                        **leaf["attestable"], "policy_words": "the same words"}}})
+
+
+@pytest.mark.parametrize("change,message", [
+    (_igg_attestable, "cannot be attestable: it reads IgG levels"),
+    (_weight_attestable, "cannot be attestable: it reads body weights"),
+    (_unknown_key, "answer_type"),
+    (_not_the_policys_words, "policy_words are not quoted"),
+    (_repeated_id, "is also used by"),
+])
+def test_a_bad_attestable_fails_when_the_ruleset_loads(tmp_path, change, message):
+    with pytest.raises(RulesetError, match=message):
         load_ruleset_file(_ruleset_file(tmp_path, change))
 
 
