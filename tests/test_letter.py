@@ -149,8 +149,12 @@ def test_the_letter_shows_the_dose_calculation_and_diagnosis_dates():
     text = lt.render_text(letter)
     dc = report["dose_check"]
     assert f"Body weight {dc['weight_kg']:g} kg on {dc['weight_date']}." in text
-    assert f"Calculated dose: {dc['mg_per_kg']} mg/kg per 4 weeks." in text
+    assert f"Dose calculation: {dc['calculation']}." in text and f"= {dc['mg_per_kg']} mg/kg per 4 weeks" in text
     assert "The policy's range for this indication is 400–600 mg/kg per 4 weeks" in text
+    # The IgG results with their timing against the first dose (the report's IgG history).
+    for r in report["igg_history"]["results"]:
+        assert f"IgG {r['value_mg_dl']:g} mg/dL on {r['date']} (before the first immune globulin dose)" in text \
+            or r["timing"] != "pre-treatment"
     dx = report["indication"]["diagnoses"][0]
     assert f"{dx['display']} (onset {dx['onset']}, recorded {dx['recorded']})" in text
     assert f"Immune globulin was first given on {report['therapy']['first_dose_date']}." in text

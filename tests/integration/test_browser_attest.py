@@ -14,7 +14,6 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from tests.integration.test_attestation_flow import own_patient
-from tests.integration.test_browser import browser  # noqa: F401 - the chromium fixture
 from tests.support.app_server import run_app
 
 WHY = "Two relapses in 2024 on interferon beta-1a; glatiramer stopped for lipoatrophy."
@@ -35,7 +34,7 @@ def tab_to(page, element_id: str, limit: int = 200) -> None:
     raise AssertionError(f"#{element_id} never received the focus by Tab")
 
 
-def test_attestation_form_by_keyboard_passes_axe_and_the_letter_downloads(browser, smart_stub, sekmet_base):  # noqa: F811
+def test_attestation_form_by_keyboard_passes_axe_and_the_letter_downloads(browser, smart_stub, sekmet_base):
     pid = own_patient(sekmet_base, "09-ms-off-label-missing-failure.json")
     env = {"IVIG_ALLOWED_ISSUERS": smart_stub.base_url, "IVIG_CLIENT_ID": "ivig-browser",
            "IVIG_AS_OF": "2025-06-30", "IVIG_SECRET_KEY": "browser-test-secret-0123456789",
