@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from smart_app.questionnaire import DEFAULT_CANONICAL_BASE
 from tests.integration.test_app_flow import ehr_launch, make_app, tasks_for
 from tests.support.smart_stub import SmartStub
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 FHIR = {"Accept": "application/fhir+json"}
 
 
@@ -120,6 +123,15 @@ def test_attest_yes_then_no_on_the_real_server(tmp_path, smart_stub, sekmet_base
     assert "attested by" in page and "rests on clinician attestation" in page
     # Every other evidence item is the record's.
     assert {e["origin"] for c in report["criteria"] if c["id"] != crit["id"] for e in c["evidence"]} == {"record"}
+
+    # The CLI reads it back from the server too.
+    cli = subprocess.run([sys.executable, "-m", "smart_app.cli", "evaluate", "--fhir-base", sekmet_base,
+                          "--patient", pid, "--as-of", "2025-06-30", "--format", "json"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert cli.returncode == 0, cli.stderr
+    from_cli = json.loads(cli.stdout)
+    assert from_cli["determination"] == "criteria-met"
+    assert criterion(from_cli, "bcbsmt-ms-dmt-failed")["evidence"] == [evidence]
 
     # Attest No: the criterion is not met, and so is the request.
     resp = attest(again, "multiple-sclerosis", {"ms-other-therapy-failed": ("no", "")})
