@@ -260,7 +260,14 @@ def fetch_report(launch: Launch, client: FhirClient) -> tuple[PatientRecord, dic
             return read_back(record, report_of(data, record),
                              lambda ids: client.read_existing(RESPONSE, ids),
                              lambda rec: report_of(data, rec))
-    return record, report_of(data, record)
+    report = report_of(data, record)
+    if (report.get("attestation") or {}).get("items"):
+        report["warnings"].append(UNREAD_ATTESTATIONS)
+    return record, report
+
+
+UNREAD_ATTESTATIONS = ("The EHR did not let the app read clinician attestations (QuestionnaireResponse): "
+                       "an attestation recorded earlier is not shown, and the items it answers are listed as missing.")
 
 
 def report_of(data: dict[str, Any], record: PatientRecord) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from fhir_mappings import load_record
 from fhir_mappings.bundle import PatientRecord
-from helpers import ago, condition, infection, igg, ivig_request, med_statement, patient, weight
+from helpers import ago, condition, infection, igg, ivig_request, patient, weight
 from smart_app.attestation import build_response, response_identifier
 from smart_app.engine import model as m
 from smart_app.engine.model import RULESET_DIR, RulesetError, available_rulesets, get_ruleset, load_ruleset_file

@@ -198,8 +198,11 @@ def test_without_the_scopes_the_buttons_become_notices(tmp_path, sekmet_base):
         assert 'action="/letter/document"' not in letter and "did not grant this app permission to write" in letter
         refused = attest(client, "multiple-sclerosis", {"ms-other-therapy-failed": ("yes", "x")})
         assert refused.status_code == 403
-        # Without the read scope nothing is asked for: no QuestionnaireResponse request at all.
+        # Without the read scope nothing is asked for: no QuestionnaireResponse request at all,
+        # and the report says an earlier attestation would not be shown.
         assert not any(p.startswith("QuestionnaireResponse") for _, p in stub.fhir_requests)
+        warnings = client.get("/api/report").get_json()["warnings"]
+        assert any("did not let the app read clinician attestations" in w for w in warnings)
 
 
 def test_letter_written_back_once_as_a_preliminary_document(tmp_path, smart_stub, sekmet_base):
