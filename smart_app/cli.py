@@ -26,9 +26,11 @@ from fhir_mappings import BundleError, load_record
 from fhir_mappings.bundle import one_line
 from fhir_mappings.terminology import TerminologyError
 
+from .attestation import RTYPE as RESPONSE, read_back
 from .engine.model import RulesetError, available_rulesets, get_ruleset
 from .fhir_client import FhirClient, FhirError
 from .payers import PayerMapError, load_payer_map
+from .questionnaire import DEFAULT_CANONICAL_BASE
 from .report import evaluate_record, render_text
 from .retrieval import fetch_report
 from .startup import warm_and_freeze
@@ -108,14 +110,26 @@ def _write_report(report: dict[str, Any], fmt: str) -> None:
     sys.stdout.flush()  # a pipeline reading the stream gets each report as it is made
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    as_of = _as_of(args.as_of)
+def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
+    """evaluate_record's settings from the options and the environment (checked before any I/O)."""
     # --ruleset decides; without it the Bundle's primary Coverage chooses through the payer
     # map (IVIG_PAYER_MAP, else the shipped one), and $IVIG_RULESET is only the fallback.
     default_ruleset = os.environ.get("IVIG_RULESET") or DEFAULT_RULESET
     for ruleset_id in filter(None, (args.ruleset, default_ruleset)):
         get_ruleset(ruleset_id)  # unknown ruleset: usage error before any I/O
-    payer_map = load_payer_map(os.environ.get("IVIG_PAYER_MAP") or None)
+    canonical = (os.environ.get("IVIG_CANONICAL_BASE") or "").strip().rstrip("/") or DEFAULT_CANONICAL_BASE
+    return {"default_ruleset": default_ruleset, "canonical_base": canonical,
+            "payer_map": load_payer_map(os.environ.get("IVIG_PAYER_MAP") or None)}
+
+
+def _bundle_record(path: str):
+    text, what = _read_input(path)
+    return load_record(text, what)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    as_of = _as_of(args.as_of)
+    evaluation = _evaluation(args)
     base_url = os.environ.get("IVIG_PUBLIC_BASE_URL", DEFAULT_BASE_URL)
     system = (os.environ.get("IVIG_TASK_IDENTIFIER_SYSTEM") or "").strip() or DEFAULT_TASK_IDENTIFIER_SYSTEM
     if args.fhir_base:
@@ -124,8 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.patient:
             raise UsageError("--fhir-base needs --patient ID")
         _check_http_url(args.fhir_base)
-        return _evaluate_server(args, as_of, base_url, system, default_ruleset=default_ruleset,
-                                payer_map=payer_map)
+        return _evaluate_server(args, as_of, base_url, system, **evaluation)
     if not args.bundle:
         raise UsageError("give a BUNDLE.json (or - for standard input), or --fhir-base with --patient")
     if args.write_task:
@@ -145,15 +158,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         try:
             if error is not None:
                 raise BundleError(error)
-            text, what = _read_input(path)
-            record = load_record(text, what)
+            record = _bundle_record(path)
         except BundleError as exc:
             sys.stderr.write(f"ivig-check: {one_line(exc, 500)}\n")
             sys.stderr.flush()
             bad += 1
             continue
-        report = evaluate_record(record, args.ruleset, as_of, default_ruleset=default_ruleset,
-                                 payer_map=payer_map)
+        report = evaluate_record(record, args.ruleset, as_of, **evaluation)
         if args.task_out:  # the Task is built (and validated) only when it is output
             task = build_task(report, base_url, identifier_system=system)
             Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
@@ -165,6 +176,9 @@ def _evaluate_server(args: argparse.Namespace, as_of: date, base_url: str, syste
                      **evaluation: Any) -> int:
     client = FhirClient(args.fhir_base, token=args.bearer_token)
     record, report = fetch_report(client, args.patient, args.ruleset, as_of, **evaluation)
+    # The clinician's attestations stored on the server (attestation.read_back)
+    record, report = read_back(record, report, lambda ids: client.read_existing(RESPONSE, ids),
+                               lambda rec: evaluate_record(rec, args.ruleset, as_of, **evaluation))
     if args.task_out:
         task = build_task(report, base_url, identifier_system=system)
         Path(args.task_out).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
@@ -180,6 +194,31 @@ def _evaluate_server(args: argparse.Namespace, as_of: date, base_url: str, syste
             "status": stored.get("status") if stored else None,
         }
     _write_report(report, args.format)
+    return EXIT_OK
+
+
+def cmd_letter(args: argparse.Namespace) -> int:
+    """The draft letter of medical necessity for a patient Bundle (its attestations included)."""
+    from . import letter as lt
+
+    as_of = _as_of(args.as_of)
+    evaluation = _evaluation(args)
+    if args.format == "pdf" and not args.out and sys.stdout.isatty():
+        raise UsageError("--format pdf writes binary data: give --out FILE (or redirect standard output)")
+    record = _bundle_record(args.bundle)
+    report = evaluate_record(record, args.ruleset, as_of, **evaluation)
+    content = lt.build_letter(report, patient_name=lt.patient_name(record.patient))
+    if args.format == "text":
+        data = lt.render_text(content).encode("utf-8")
+    elif args.format == "pdf":
+        data = lt.render_pdf(lt.render_html(content))
+    else:
+        data = lt.render_html(content).encode("utf-8")
+    if args.out:
+        Path(args.out).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     return EXIT_OK
 
 
@@ -261,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="access token for the FHIR server (or $IVIG_BEARER_TOKEN)")
     ev.add_argument("--write-task", action="store_true", help="create or update the Task on the server")
     ev.set_defaults(func=cmd_evaluate)
+    lt = sub.add_parser("letter", help="draft the letter of medical necessity for a patient Bundle")
+    lt.add_argument("bundle", help="FHIR R4 Bundle JSON file, or - for standard input")
+    lt.add_argument("--ruleset", help="ruleset id (default: as for evaluate)")
+    lt.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today)")
+    lt.add_argument("--format", choices=["html", "pdf", "text"], default="html")
+    lt.add_argument("--out", metavar="FILE", help="write the letter to FILE (default: standard output)")
+    lt.set_defaults(func=cmd_letter)
     sv = sub.add_parser("serve", help="run the SMART on FHIR web app under gunicorn")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=_port, default=8000, help="port to bind (default 8000)")

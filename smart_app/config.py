@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .engine.model import RulesetError, get_ruleset
 from .payers import PayerMapError, load_payer_map
+from .questionnaire import DEFAULT_CANONICAL_BASE
 from .task import DEFAULT_TASK_IDENTIFIER_SYSTEM
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ class Config:
     # Fixes "today" for every recency window (the demo's example records are dated).
     as_of: date | None = None
     task_identifier_system: str = DEFAULT_TASK_IDENTIFIER_SYSTEM
+    # Base of the attestation Questionnaires' canonical URLs (IVIG_CANONICAL_BASE): stable,
+    # whatever the app's address; QuestionnaireResponses name it.
+    canonical_base: str = DEFAULT_CANONICAL_BASE
     # A sandbox deployment's launch form may name another (public) client id; a production
     # deployment always uses the configured client.
     sandbox: bool = False
@@ -235,6 +239,11 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
         if not _URI.match(system):
             raise ConfigError(f"IVIG_TASK_IDENTIFIER_SYSTEM: not an absolute URI: {system!r}")
         kw["task_identifier_system"] = system
+    if (canonical := get("IVIG_CANONICAL_BASE")) is not None:
+        try:
+            kw["canonical_base"] = normalize_base(canonical)
+        except ValueError as exc:
+            raise ConfigError(f"IVIG_CANONICAL_BASE: {exc}") from None
     if (sandbox := get("IVIG_SANDBOX")) is not None:
         if sandbox.lower() not in ("1", "true", "yes", "0", "false", "no"):
             raise ConfigError(f"IVIG_SANDBOX: expected 1/true/yes or 0/false/no, got {sandbox!r}")

@@ -440,69 +440,127 @@ class FhirClient:
         server (``capabilities``) and these scopes (``readable``: None = all types)."""
         return self.fetch(build_search_plan(patient_id, capabilities, readable))
 
-    # --- Task write-back --------------------------------------------------------------------
+    # --- write-back: Task, QuestionnaireResponse, DocumentReference -------------------------
     def upsert_task(self, task: dict[str, Any], build: Callable[[dict[str, Any] | None], dict[str, Any] | None]
                     ) -> tuple[dict[str, Any] | None, bool]:
-        """Create the Task if none has its identifier, else update it in place.
+        """The Task by its identifier (``upsert``). Returns (task, created)."""
+        return self.upsert("Task", task["identifier"][0], build)
 
-        ``build(existing)`` makes the Task body given the stored one (or None). Creation is a
-        conditional create (``If-None-Exist``); an update carries ``If-Match`` with the
-        stored version, and a 412 (someone else wrote first) re-reads and retries, so two
-        concurrent evaluations never produce two Tasks. Returns (task, created).
+    def upsert(self, rtype: str, ident: dict[str, str],
+               build: Callable[[dict[str, Any] | None], dict[str, Any] | None], *,
+               rid: str | None = None) -> tuple[dict[str, Any] | None, bool]:
+        """Create the resource if none carries ``ident``, else update it in place.
+
+        ``build(existing)`` makes the body given the stored one (or None; None from it: write
+        nothing). Found by an identifier search and created by a conditional create
+        (``If-None-Exist``); or, with ``rid`` (a deterministic logical id), read by that id
+        and created with a PUT to it, so neither a search nor a second resource is possible.
+        An update carries ``If-Match`` with the stored version, and a 412 (someone else
+        wrote first) re-reads and retries, so concurrent writers never make two. A stored
+        resource the body would not change is left alone. Returns (resource, created).
         """
-        ident = task["identifier"][0]
-        query = f"identifier={quote(ident['system'], safe='')}|{quote(ident['value'], safe='')}"
-        known: dict[str, Any] | None = None  # a Task the server just handed back
+        query = _identifier_query(ident)
+        known: dict[str, Any] | None = None  # a resource the server just handed back
         for attempt in range(8):
             if attempt and known is None:  # lost a race: let the other writer finish first
                 self.sleep(random.uniform(0, 0.05 * attempt))
             if known is not None:
                 current, known = known, None
             else:
-                existing = self.search_all(f"Task?{query}")
-                if len(existing) > 1:
-                    log.warning("more than one Task carries the same identifier; updating the first")
-                current = existing[0] if existing else None
+                current = self._stored(rtype, query, ident, rid)
             body = build(current)
             if body is None:
                 return None, False
             try:
+                if current is None and rid is not None:
+                    body["id"] = rid
+                    resp = self.request("PUT", f"{rtype}/{quote(rid, safe='')}", body=body)
+                    return _body_or_none(resp) or body, resp.status_code == 201
                 if current is None:
-                    resp = self.request("POST", "Task", body=body, headers={"If-None-Exist": query})
-                    stored = self._written_task(resp, query)
-                    if resp.status_code == 201:
-                        return stored or body, True
-                    # 200: a Task with this identifier already existed; update that one.
-                    known = stored
+                    stored, created = self.create_once(rtype, body, ident)
+                    if created:
+                        return stored, True
+                    known = stored  # it already existed: update that one
                     continue
                 if _same_content(current, body):  # e.g. a concurrent writer stored this already
                     return current, False
                 version = (current.get("meta") or {}).get("versionId")
                 headers = {"If-Match": f'W/"{version}"'} if version else {}
                 body["id"] = current["id"]
-                resp = self.request("PUT", f"Task/{quote(current['id'], safe='')}", body=body,
+                resp = self.request("PUT", f"{rtype}/{quote(current['id'], safe='')}", body=body,
                                     headers=headers)
-                stored = _body_or_none(resp) or body
-                return stored, False
+                return _body_or_none(resp) or body, False
             except PreconditionFailed:
                 continue
-        raise FhirRefused("could not write the Task: it kept changing on the server (412)")
+        raise FhirRefused(f"could not write the {rtype}: it kept changing on the server (412)")
 
-    def _written_task(self, resp: requests.Response, query: str) -> dict[str, Any] | None:
-        """The Task a create answered with: its body, else the one its Location names,
+    def create_once(self, rtype: str, body: dict[str, Any], ident: dict[str, str]
+                    ) -> tuple[dict[str, Any] | None, bool]:
+        """A conditional create (``If-None-Exist`` on the identifier): (the resource,
+        True) when created, (the one that already carries the identifier, False) else."""
+        query = _identifier_query(ident)
+        resp = self.request("POST", rtype, body=body, headers={"If-None-Exist": query})
+        stored = self._written(rtype, resp, query, ident)
+        if resp.status_code == 201:
+            return stored or body, True
+        return stored, False
+
+    def read_existing(self, rtype: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The resources with these ids that exist and may be read (concurrent reads; a
+        404, 410 or 403 is skipped)."""
+        def read(rid: str) -> dict[str, Any] | None:
+            try:
+                return self.read(rtype, rid)
+            except FhirAuthError:
+                raise
+            except FhirRefused as exc:
+                if exc.status in (403, 404, 410):
+                    return None
+                raise
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(ids)))) as pool:
+            return [r for r in pool.map(read, ids) if r is not None]
+
+    def _stored(self, rtype: str, query: str, ident: dict[str, str], rid: str | None) -> dict[str, Any] | None:
+        """The stored resource: read by its id, else searched by identifier (kept only if it
+        really carries it: a server that ignores the parameter answers with everything)."""
+        if rid is not None:
+            found = self.read_existing(rtype, [rid])
+            return found[0] if found else None
+        existing = [r for r in self.search_all(f"{rtype}?{query}") if _carries(r, ident)]
+        if len(existing) > 1:
+            log.warning("more than one %s carries the same identifier; updating the first", rtype)
+        return existing[0] if existing else None
+
+    def _written(self, rtype: str, resp: requests.Response, query: str, ident: dict[str, str]
+                 ) -> dict[str, Any] | None:
+        """The resource a create answered with: its body, else the one its Location names,
         else a search by identifier."""
         stored = _body_or_none(resp)
-        if stored is not None and stored.get("resourceType") == "Task" and stored.get("id"):
+        if stored is not None and stored.get("resourceType") == rtype and stored.get("id"):
             return stored
         location = resp.headers.get("Location") or resp.headers.get("Content-Location") or ""
-        m = re.search(r"(?:^|/)Task/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$", location)
+        m = re.search(rf"(?:^|/){rtype}/([A-Za-z0-9\-.]{{1,64}})(?:/_history/[^/]+)?/?$", location)
         if m:
             try:
-                return self.read("Task", m.group(1))
+                return self.read(rtype, m.group(1))
             except FhirError:
                 pass
-        found = self.search_all(f"Task?{query}")
+        found = [r for r in self.search_all(f"{rtype}?{query}") if _carries(r, ident)]
         return found[0] if found else None
+
+
+def _identifier_query(ident: dict[str, str]) -> str:
+    return f"identifier={quote(ident['system'], safe='')}|{quote(ident['value'], safe='')}"
+
+
+def _carries(resource: dict[str, Any], ident: dict[str, str]) -> bool:
+    """The resource carries the identifier (``identifier`` is a list on most types, a single
+    Identifier on QuestionnaireResponse)."""
+    found = resource.get("identifier")
+    items = found if isinstance(found, list) else [found]
+    return any(isinstance(i, dict) and i.get("system") == ident["system"] and i.get("value") == ident["value"]
+               for i in items)
 
 
 _VOLATILE = {"id", "meta", "text", "lastModified"}

@@ -9,12 +9,14 @@ from typing import Any
 from fhir_mappings import PatientFacts, PatientRecord, extract_facts
 from fhir_mappings.dates import years_between
 
+from .attestation import Responses, attestation_json
 from .engine import model as m
 from .engine.checks import Result
 from .engine.evaluate import Evaluation, IndicationResult, evaluate
 from .engine.model import documentation_codes, get_ruleset
 from .engine.timeline import ORDER_STATUSES, choose_order
 from .payers import PayerMap, choose_ruleset, load_payer_map
+from .questionnaire import DEFAULT_CANONICAL_BASE
 from .report_extras import dose_calculation, igg_history, vaccine_responses
 
 REPORT_VERSION = "1"
@@ -34,8 +36,8 @@ def _detail_once(detail: str) -> str:
 def _result_json(result: Result) -> dict[str, Any]:
     return {
         "status": result.status,
-        "evidence": [{"reference": ref, "summary": summary}
-                     for ref, summary in _once((e.reference, e.summary) for e in result.evidence)],
+        "evidence": [{"reference": ref, "summary": summary, "origin": origin}
+                     for ref, summary, origin in _once((e.reference, e.summary, e.origin) for e in result.evidence)],
         "detail": _detail_once(result.detail),
     }
 
@@ -77,6 +79,8 @@ def _criteria_json(res: IndicationResult, ruleset) -> list[dict[str, Any]]:
             item["components"] = [_result_json(c) for c in cr.result.components]
         if cr.result.missing and cr.result.status == "missing":
             item["missing"] = _once(x.code for x in cr.result.missing)
+        if cr.criterion.id in res.attested_criteria:
+            item["rests_on_attestation"] = True
         out.append(item)
     return out
 
@@ -88,6 +92,9 @@ def _indication_json(res: IndicationResult, ruleset) -> dict[str, Any]:
         "label": ind.label,
         "coverage": ind.coverage,
         "evidence": [d.ref for d in res.diagnoses],
+        "diagnoses": [{"reference": d.ref, "display": d.display or d.code,
+                       "onset": d.onset.isoformat() if d.onset else None,
+                       "recorded": d.recorded.isoformat() if d.recorded else None} for d in res.diagnoses],
         "source": ruleset.cite(ind.cite),
         "named_by_order": res.named_by_order,
     }
@@ -108,8 +115,12 @@ def dose_json(ev: Evaluation) -> dict[str, Any]:
     }
 
 
-def build_report(ev: Evaluation) -> dict[str, Any]:
+def build_report(ev: Evaluation, canonical_base: str = DEFAULT_CANONICAL_BASE) -> dict[str, Any]:
     facts, tl = ev.facts, ev.timeline
+
+    def attestation(res: IndicationResult) -> dict[str, Any]:
+        return attestation_json(res, ev.ruleset, facts.patient_ref, canonical_base)
+
     order = tl.order
     age = years_between(facts.birth_date, ev.as_of) if facts.birth_date else None
     report: dict[str, Any] = {
@@ -144,6 +155,7 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
         },
         "indication": _indication_json(ev.primary, ev.ruleset) if ev.primary else None,
         "determination": ev.determination,
+        "attestation": attestation(ev.primary) if ev.primary else None,
         "criteria": _criteria_json(ev.primary, ev.ruleset) if ev.primary else [],
         "missing_documentation": _missing_json(ev.missing),
         "dose_check": dose_json(ev),
@@ -155,6 +167,7 @@ def build_report(ev: Evaluation) -> dict[str, Any]:
                 "determination": o.determination,
                 "criteria": _criteria_json(o, ev.ruleset),
                 "missing_documentation": _missing_json(o.missing),
+                "attestation": attestation(o),
             }
             for o in ev.others
         ],
@@ -316,6 +329,8 @@ def render_text(report: dict[str, Any]) -> str:
     det = report["determination"]
     lines.append(f"Determination: {DETERMINATION_TEXT.get(det, det)}"
                  + (f" — {_n(len(missing), 'documentation item', 'documentation items')} missing" if missing else ""))
+    if (report.get("attestation") or {}).get("summary"):
+        lines.extend(_wrapped(report["attestation"]["summary"], "", "Attestation: "))
     criteria = report["criteria"]
 
     if missing:
@@ -401,7 +416,8 @@ def render_text(report: dict[str, Any]) -> str:
             if c.get("detail"):
                 lines.extend(_wrapped(_sentence(c["detail"]), pad))
             for e in c["evidence"][:4]:
-                lines.extend(_wrapped(f"{e['summary']} ({e['reference']})", pad, "- "))
+                mark = "[attested] " if e.get("origin") == "attested" else ""
+                lines.extend(_wrapped(f"{mark}{e['summary']} ({e['reference']})", pad, "- "))
             if len(c["evidence"]) > 4:
                 lines.append(f"{pad}… and {len(c['evidence']) - 4} more")
             if c.get("source_section"):
@@ -443,12 +459,15 @@ def focus_order(facts: PatientFacts, order_ref: str) -> PatientFacts:
 
 def evaluate_record(record: PatientRecord, ruleset_id: str | None, as_of: date, *,
                     default_ruleset: str = DEFAULT_RULESET, payer_map: PayerMap | None = None,
-                    order_ref: str | None = None) -> dict[str, Any]:
+                    order_ref: str | None = None,
+                    canonical_base: str = DEFAULT_CANONICAL_BASE) -> dict[str, Any]:
     """Record -> report dict: the whole pure pipeline (payer, facts, criteria, report).
 
     ``ruleset_id`` None: the primary Coverage's payer chooses the ruleset through
     ``payer_map`` (default: the shipped map), else ``default_ruleset``. The report's
     ``payer`` says which and why. ``order_ref``: evaluate that IVIG order (see focus_order).
+    The record's QuestionnaireResponses are the clinician's attestations (attestation.py):
+    ``canonical_base`` is the base of the Questionnaires they must name.
     """
     coverage_readable = "Coverage" not in record.not_accessible | record.not_available
     if (record.not_accessible | record.not_available) & PAYER_TYPES:
@@ -463,8 +482,12 @@ def evaluate_record(record: PatientRecord, ruleset_id: str | None, as_of: date, 
     choice = choose_ruleset([record.patient, *record.resources], payer_map or load_payer_map(), day,
                             requested=ruleset_id, default=default_ruleset,
                             coverage_readable=coverage_readable, full_urls=record.full_urls)
-    report = build_report(evaluate(facts, get_ruleset(choice.ruleset), as_of))
-    report["warnings"].extend(w for w in choice.warnings if w not in report["warnings"])
+    ruleset = get_ruleset(choice.ruleset)
+    responses = Responses(record, ruleset, canonical_base)
+    report = build_report(evaluate(facts, ruleset, as_of, responses if responses.responses else None),
+                          canonical_base)
+    notes = responses.notes.get(report["indication"]["id"], []) if report.get("indication") else []
+    report["warnings"].extend(w for w in [*notes, *choice.warnings] if w not in report["warnings"])
     # "payer" right after "ruleset", where a reader looks for it.
     ordered: dict[str, Any] = {}
     for key, value in report.items():

@@ -157,6 +157,13 @@ def requested_scopes(smart: SmartConfiguration, *, standalone: bool) -> str:
     scopes.append("patient/Task.crus" if v2 else "patient/Task.write")
     if not v2:
         scopes.append("patient/Task.read")
+    # The clinician's attestations (read by id, written by PUT to a deterministic id) and the
+    # letter of medical necessity (created once, as a preliminary DocumentReference).
+    if v2:
+        scopes += ["patient/QuestionnaireResponse.cru", "patient/DocumentReference.c"]
+    else:
+        scopes += ["patient/QuestionnaireResponse.read", "patient/QuestionnaireResponse.write",
+                   "patient/DocumentReference.write"]
     return " ".join(scopes)
 
 
@@ -188,6 +195,26 @@ def can_write_tasks(granted: str) -> bool:
     perms = _permissions(granted)
     have = perms.get("Task", set()) | perms.get("*", set())
     return {"c", "u", "s"} <= have or ({"c", "u"} <= have and "r" in have)
+
+
+def _granted(granted: str, rtype: str) -> set[str]:
+    perms = _permissions(granted)
+    return perms.get(rtype, set()) | perms.get("*", set())
+
+
+def can_read_responses(granted: str) -> bool:
+    """The attestations can be read back (by id)."""
+    return "r" in _granted(granted, "QuestionnaireResponse")
+
+
+def can_attest(granted: str) -> bool:
+    """The attestation QuestionnaireResponse can be read, created and updated."""
+    return {"c", "r", "u"} <= _granted(granted, "QuestionnaireResponse")
+
+
+def can_write_documents(granted: str) -> bool:
+    """A DocumentReference (the letter draft) can be created."""
+    return "c" in _granted(granted, "DocumentReference")
 
 
 # --- client authentication -------------------------------------------------------------------

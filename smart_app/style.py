@@ -34,8 +34,15 @@ _STYLE_KEYS = {"color_background": ("--smart-bg", _COLOR), "color_text": ("--sma
                "color_highlight": ("--smart-accent", _COLOR), "font_family_body": ("--smart-font", _FONT)}
 
 
+# WCAG 2 AA for text: the EHR's colours are used only where they keep this contrast (the
+# app's own defaults, and white button text, otherwise).
+MIN_CONTRAST = 4.5
+DEFAULT_BG, DEFAULT_TEXT, BUTTON_TEXT = "#ffffff", "#1b1f24", "#ffffff"
+
+
 def style_vars(style: Any) -> dict[str, str]:
-    """CSS custom properties from a SMART style document; anything unexpected is dropped."""
+    """CSS custom properties from a SMART style document; anything unexpected is dropped, and
+    so is a colour that would make text too faint to read (below 4.5:1 contrast)."""
     out: dict[str, str] = {}
     if not isinstance(style, dict):
         return out
@@ -43,7 +50,48 @@ def style_vars(style: Any) -> dict[str, str]:
         value = style.get(key)
         if isinstance(value, str) and pattern.match(value.strip()):
             out[var] = value.strip()
+    bg, text = out.get("--smart-bg", DEFAULT_BG), out.get("--smart-text", DEFAULT_TEXT)
+    if not _readable(text, bg):
+        out.pop("--smart-bg", None)
+        out.pop("--smart-text", None)
+        bg = DEFAULT_BG
+    accent = out.get("--smart-accent")
+    if accent is not None and not (_readable(accent, bg) and _readable(BUTTON_TEXT, accent)):
+        del out["--smart-accent"]  # links on the page and button labels on the accent
     return out
+
+
+def _rgb(color: str) -> tuple[float, float, float] | None:
+    """An opaque colour's channels (0-1); None for a transparent or unreadable one."""
+    color = color.strip().lower()
+    if color.startswith("#"):
+        digits = color[1:]
+        if len(digits) in (3, 4):
+            digits = "".join(d * 2 for d in digits)
+        if len(digits) == 8 and digits[6:] != "ff":
+            return None
+        if len(digits) not in (6, 8):
+            return None
+        return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    m = re.fullmatch(r"rgba?\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*(?:,\s*(1|1\.0+)\s*)?\)", color)
+    if m:
+        return tuple(min(int(v), 255) / 255 for v in m.groups()[:3])  # type: ignore[return-value]
+    return None
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _readable(fg: str, bg: str) -> bool:
+    a, b = _rgb(fg), _rgb(bg)
+    if a is None or b is None:
+        return False
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05) >= MIN_CONTRAST
 
 
 def style_url_allowed(url: str, origins: Iterable[str]) -> bool:

@@ -70,11 +70,15 @@ def _input_text(report: dict[str, Any], item: dict[str, Any]) -> str:
 DEFAULT_TASK_IDENTIFIER_SYSTEM = "urn:uuid:3c0d9f4e-6f5b-4c1e-9a57-1b8e2f7d4a90"
 
 
+def digest(parts: list[str]) -> str:
+    """A deterministic identifier value from its parts (40 hex digits: also a FHIR id), which
+    carries none of them (no patient id in an identifier)."""
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:40]
+
+
 def task_identifier(report: dict[str, Any], *, system: str = DEFAULT_TASK_IDENTIFIER_SYSTEM) -> dict[str, str]:
     indication = report["indication"]["id"] if report.get("indication") else "no-indication"
-    key = "|".join([report["patient"]["reference"], indication, report["ruleset"]["id"]])
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
-    return {"system": system, "value": digest}
+    return {"system": system, "value": digest([report["patient"]["reference"], indication, report["ruleset"]["id"]])}
 
 
 def _timestamp(now: datetime | None, as_of: str) -> str:
@@ -154,6 +158,16 @@ def build_task(
         }
     else:
         task["reasonCode"] = {"text": "No IVIG-relevant indication documented"}
+    attested = report.get("attestation") or {}
+    if attested.get("summary") and (attested.get("criteria_attested") or attested.get("response")):
+        task["note"].append({"text": f"Clinician attestation: {fhir_string(attested['summary'], 'attested')}"})
+    if attested.get("response"):
+        # What was attested, for the EHR work item (as CDex links a Task to its response).
+        task["output"] = [{
+            "type": {"coding": [{"system": cs, "code": "clinician-attestation",
+                                 "display": "Clinician attestation"}], "text": "Clinician attestation"},
+            "valueReference": {"reference": attested["response"], "display": "Clinician attestation"},
+        }]
     if missing:
         task["input"] = [
             {
@@ -177,7 +191,10 @@ def documentation_codesystem(base_url: str) -> dict[str, Any]:
 
     concepts = [{"code": "documentation-request",
                  "display": "Request for documentation supporting IVIG coverage",
-                 "definition": "A Task asking the care team to add the listed documentation to the record."}]
+                 "definition": "A Task asking the care team to add the listed documentation to the record."},
+                {"code": "clinician-attestation", "display": "Clinician attestation",
+                 "definition": "The QuestionnaireResponse in which the clinician attested qualifiers the "
+                               "policy leaves to clinical judgement (Task.output)."}]
     concepts += [{"code": code, "display": item.display, "definition": item.definition}
                  for code, item in documentation_codes().items()]
     return {

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from .config import Config, load_config
 from .runtime import Runtime, cfg
-from .views import auth, pages, report, sources, tasks
+from .views import attest, auth, pages, report, sources, tasks
 from .views.common import SESSION_ENDED, AppError, wants_json
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ access_log = logging.getLogger("smart_app.access")
 
 # Endpoints whose answers may be cached (no session data in them).
 CACHEABLE = ("static", "pages.launch_page", "pages.jwks", "pages.codesystem", "pages.determination_codes",
-             "pages.favicon")
+             "pages.favicon", "attest.questionnaire")
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -38,7 +38,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["ivig"] = Runtime(config)
     # The package's templates, and launch.html from the repository's top level.
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FunctionLoader(pages.load_launch_page)])
-    for blueprint in (pages.bp, auth.bp, report.bp, tasks.bp, sources.bp):
+    for blueprint in (pages.bp, auth.bp, report.bp, tasks.bp, sources.bp, attest.bp):
         app.register_blueprint(blueprint)
     from .cds_hooks import register_cds_hooks  # CDS Hooks service (+ the demo's CDS client)
     register_cds_hooks(app)

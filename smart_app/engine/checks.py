@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from fhir_mappings.dates import years_between
 from fhir_mappings.facts import Diagnosis, Lab, PatientFacts, Therapy
@@ -35,6 +36,7 @@ LAB_KINDS = frozenset(LAB_UNITS)
 class Evidence:
     reference: str
     summary: str
+    origin: str = "record"  # "attested": a clinician's attestation, not the record (attested.py)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Context:
     diagnoses: list[Diagnosis]
     dose: DoseResult
     warnings: list[str] = field(default_factory=list)
+    # The clinician's attestations for this indication, by attestable id (engine/attested.py).
+    attestations: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def as_of(self) -> date:
@@ -1142,5 +1146,14 @@ def evaluate_check(check: m.Check, ctx: Context) -> Result:
                 missing = best.missing
         shown = [p for p in live if p.status == status] if status == MET else live
         detail = _join([p.detail for p in shown])
+        if any(e.origin != "record" for e in evidence):
+            # An attestation is the group's evidence only where it decided the group's status.
+            evidence = _dedupe([e for p in parts for e in p.evidence if e.origin == "record" or p.status == status])
+            detail = _join([p.detail for p in shown if p.status == status or not p.detail.startswith("attested:")])
         return Result(status, evidence, list(dict.fromkeys(missing)), detail, parts)
-    return LEAF[type(check)](check, ctx)
+    result = LEAF[type(check)](check, ctx)
+    if check.attestable is not None and ctx.attestations:
+        from .attested import apply_attestation
+
+        result = apply_attestation(check, result, ctx)
+    return result

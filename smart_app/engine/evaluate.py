@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
 from fhir_mappings.facts import Diagnosis, IgOrder, PatientFacts
 
 from . import model as m
+from .attested import Attestation, AttestableItem, attestable_items
 from .checks import (
     MET,
     MISSING,
@@ -48,6 +50,16 @@ class IndicationResult:
     determination: str
     missing: list[Missing]
     dose: DoseResult
+    # Clinician attestation (engine/attested.py): the attestable leaves still open or
+    # decided by an answer, the criteria whose status rests on an answer, and why an
+    # attestation did not count.
+    attestable: list[AttestableItem] = field(default_factory=list)
+    attested_criteria: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# The clinician's attestations for an indication, by attestable id (None: no attestation).
+Attestations = Callable[[m.Indication], Mapping[str, Attestation]]
 
 
 @dataclass
@@ -339,9 +351,10 @@ def evaluate_indication(
     ind: m.Indication,
     diagnoses: list[Diagnosis],
     named: bool,
+    attested: Mapping[str, Attestation] | None = None,
 ) -> IndicationResult:
     dose = compute_dose(facts, tl, ind.dose)
-    ctx = Context(facts, tl, ind, diagnoses, dose)
+    ctx = Context(facts, tl, ind, diagnoses, dose, attestations=attested or {})
     if ind.coverage in COVERED:
         criteria = [*ind.criteria, *ruleset.common_criteria]
     else:
@@ -362,7 +375,17 @@ def evaluate_indication(
     else:
         determination = "criteria-met"
     missing = _merge_missing([x for r in results if r.result.status == MISSING for x in r.result.missing])
-    return IndicationResult(ind, diagnoses, named, results, determination, missing, dose)
+    out = IndicationResult(ind, diagnoses, named, results, determination, missing, dose)
+    plain = Context(facts, tl, ind, diagnoses, dose)
+    for r in results:
+        if r.result.status == NA:
+            continue
+        out.attestable += attestable_items(r.criterion, r.result, ctx)
+        # A criterion rests on attestation when, without the answers, its status would differ.
+        if ctx.attestations and evaluate_check(r.criterion.check, plain).status != r.result.status:
+            out.attested_criteria.append(r.criterion.id)
+    out.notes = list(ctx.warnings)
+    return out
 
 
 def _no_indication_detail(facts: PatientFacts, tl: Timeline, ruleset: m.Ruleset) -> str:
@@ -395,11 +418,16 @@ def _rank(res: IndicationResult, index: int) -> tuple:
     )
 
 
-def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date) -> Evaluation:
+def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date,
+             attestations: Attestations | None = None) -> Evaluation:
+    """``attestations``: the clinician's answers for an indication of this ruleset (version),
+    if any (smart_app/attestation.py reads them from QuestionnaireResponses)."""
     tl = build_timeline(facts, as_of)
     warnings = list(facts.warnings)
     matched = match_indications(facts, ruleset, tl, warnings)
-    results = [evaluate_indication(facts, ruleset, tl, ind, dx, named) for ind, dx, named in matched]
+    results = [evaluate_indication(facts, ruleset, tl, ind, dx, named,
+                                   attestations(ind) if attestations is not None else None)
+               for ind, dx, named in matched]
     if tl.on_therapy_unknown_start and any(lab.value is not None for lab in facts.lab("igg_total")):
         warnings.append(
             "The patient is already on immune globulin and no start date is documented: the "
@@ -411,6 +439,7 @@ def evaluate(facts: PatientFacts, ruleset: m.Ruleset, as_of: date) -> Evaluation
     ranked = sorted(range(len(results)), key=lambda i: (not results[i].named_by_order, _rank(results[i], i)))
     primary = results[ranked[0]]
     others = [results[i] for i in ranked[1:]]
+    warnings.extend(n for n in primary.notes if n not in warnings)
     order = tl.order
     names_reason = bool(order and (order.reason_refs or order.reason_codes))
     if names_reason and not primary.named_by_order and primary.determination == "criteria-met":

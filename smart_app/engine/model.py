@@ -34,12 +34,88 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# --- attestation -----------------------------------------------------------------------------
+class Attestable(Strict):
+    """A qualifier the policy leaves to clinical judgement ("failed", "severe", "debilitating",
+    "refractory", "contraindicated"), which the clinician may attest in the app when the
+    record does not show it (an item of the indication's Questionnaire, answered in a
+    QuestionnaireResponse).
+
+    ``question`` asks it in the policy's words; ``policy_words`` is the clause it asks about,
+    verbatim from the criterion's ``cite.quotes`` (its ``basis`` when it quotes none; checked
+    at load time). An attestation
+    counts for ``within_days`` (default: the leaf's own recency window, if it has one).
+    Record facts are never attestable: see ``record_fact_reason``.
+    """
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{2,62}$")  # the Questionnaire item's linkId
+    question: str = Field(min_length=10)
+    policy_words: str = Field(min_length=3)
+    within_days: int | None = Field(None, ge=1)
+
+
+# Leaf types whose answer is a record fact: a lab value, a weight, a date, a test result, a
+# diagnosis, an age or a dose. ``attestable`` on one of them fails at load time.
+RECORD_FACT_TYPES = {
+    "igg": "IgG levels (laboratory results)",
+    "igg_recent": "IgG trough levels (laboratory results)",
+    "vaccine_response": "vaccine titers (laboratory results)",
+    "igg_subclass": "IgG subclass levels (laboratory results)",
+    "age": "the patient's age",
+    "platelets": "platelet counts (laboratory results)",
+    "diagnosis_age": "dates of the diagnosis or transplant",
+    "reevaluation": "re-test titers and dates",
+    "secondary_causes": "test results and the drug history",
+    "start_date": "the date immune globulin was started",
+    "clinical_response": "infections recorded before and on therapy",
+    "body_weight": "body weights",
+    "dose": "the ordered dose and the weight",
+    "course": "the order's schedule",
+    "diagnosis_confirmed": "the diagnosis's verification status",
+    "appeal": "a filed appeal",
+}
+# Infections: the infections (diagnoses, dates, how many) come from the record; only these
+# severity qualifiers of recorded infections may be attested.
+ATTESTABLE_INFECTION_SEVERITY = {"significant", "severe", "life-threatening"}
+# Documented findings that are the clinician's judgement, not a measurement, test or
+# diagnosis ("refractory to several hours of aggressive therapy", "undrainable focus").
+JUDGEMENT_FINDINGS = frozenset({"finding_tss_refractory", "finding_undrainable_focus"})
+
+
+def record_fact_reason(leaf: Leaf) -> str:
+    """Why this leaf may not be attestable ("" when it may): its answer is a record fact."""
+    kind = getattr(leaf, "type", "")
+    if kind in RECORD_FACT_TYPES:
+        return f"it reads {RECORD_FACT_TYPES[kind]}, which only the record can show"
+    if isinstance(leaf, InfectionsCheck) and leaf.severity not in ATTESTABLE_INFECTION_SEVERITY:
+        return ("the infections (diagnoses and dates) come from the record; only a severity "
+                f"qualifier ({', '.join(sorted(ATTESTABLE_INFECTION_SEVERITY))}) may be attested")
+    if isinstance(leaf, DocumentedCheck):
+        facts = sorted(set(leaf.valuesets) - JUDGEMENT_FINDINGS)
+        if facts:
+            return (f"value set(s) {', '.join(facts)} hold record facts (diagnoses, results, "
+                    "therapies, measurements); only clinical-judgement findings may be attested")
+        if (leaf.lab_result != "any" or leaf.value_below is not None or leaf.conclusion_all
+                or leaf.percent_above is not None or leaf.therapy_active or leaf.conditions_only
+                or leaf.scope != "record" or leaf.min_count != 1):
+            return "it reads a result, a diagnosis or a therapy, which only the record can show"
+    return ""
+
+
 # --- leaf checks ----------------------------------------------------------------------------
 # Every leaf may carry ``document``: what the clinician should record for the criterion to be
 # met, in the policy's words, with examples of what counts and where it is recorded. It is the
-# text of the missing-documentation item (the engine adds what it found).
+# text of the missing-documentation item (the engine adds what it found). A leaf the policy
+# leaves to clinical judgement may be ``attestable`` (above).
 class Leaf(Strict):
     document: str = ""
+    attestable: Attestable | None = None
+
+    @model_validator(mode="after")
+    def _attestable_only_for_judgement(self) -> Leaf:
+        if self.attestable is not None and (reason := record_fact_reason(self)):
+            raise ValueError(f"a {getattr(self, 'type', 'leaf')} check cannot be attestable: {reason}")
+        return self
 
 
 class IggCheck(Leaf):
@@ -494,12 +570,57 @@ def _walk(check: Check):
             yield from _walk(sub)
 
 
-def _checks_of(ruleset: Ruleset):
-    for criterion in [*ruleset.common_criteria, *ruleset.not_covered_criteria]:
-        yield criterion.id, criterion.check
+def _criteria_of(ruleset: Ruleset):
+    yield from ruleset.common_criteria
+    yield from ruleset.not_covered_criteria
     for ind in ruleset.indications:
-        for criterion in ind.criteria:
-            yield criterion.id, criterion.check
+        yield from ind.criteria
+
+
+def _checks_of(ruleset: Ruleset):
+    for criterion in _criteria_of(ruleset):
+        yield criterion.id, criterion.check
+
+
+def attestable_leaves(criteria: list[Criterion]) -> list[tuple[Criterion, Leaf]]:
+    """(criterion, leaf) of every attestable leaf of these criteria, in policy order, each
+    attestable id once."""
+    out: list[tuple[Criterion, Leaf]] = []
+    seen: set[str] = set()
+    for criterion in criteria:
+        for leaf in _walk(criterion.check):
+            att = getattr(leaf, "attestable", None)
+            if att is not None and att.id not in seen:
+                seen.add(att.id)
+                out.append((criterion, leaf))
+    return out
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _attestable_problems(ruleset: Ruleset) -> list[str]:
+    """Attestable ids are unique in the ruleset, and each asks about a clause its criterion
+    quotes from the policy."""
+    problems = []
+    owner: dict[str, str] = {}
+    for criterion in _criteria_of(ruleset):
+        for leaf in _walk(criterion.check):
+            att = getattr(leaf, "attestable", None)
+            if att is None:
+                continue
+            if att.id in owner:
+                problems.append(f"criterion {criterion.id!r}: attestable id {att.id!r} is also used by "
+                                f"{owner[att.id]!r}")
+            owner[att.id] = criterion.id
+            # The policy's words: a clause the criterion quotes (its basis only when it quotes
+            # none, e.g. an appeal path the source document does not spell out).
+            words = criterion.cite.quotes or [criterion.cite.basis]
+            if not any(_folded(att.policy_words) in _folded(w) for w in words):
+                problems.append(f"criterion {criterion.id!r}: attestable {att.id!r}: policy_words are not "
+                                "quoted in the criterion's cite.quotes")
+    return problems
 
 
 @cache
@@ -553,6 +674,7 @@ def validate_references(ruleset: Ruleset, terminology: Terminology) -> None:
                        *getattr(leaf, "contradicted_by", [])]:
                 if vs not in terminology:
                     problems.append(f"criterion {crit_id!r}: unknown value set {vs!r}")
+    problems += _attestable_problems(ruleset)
     if problems:
         raise RulesetError(f"ruleset {ruleset.id}: " + "; ".join(problems))
 

@@ -3,9 +3,14 @@ with ``fhir_client.is_fhir_id``.)"""
 
 from __future__ import annotations
 
+import logging
+import secrets
 from datetime import datetime, timezone
+from typing import Any
 
 from flask import request
+
+log = logging.getLogger(__name__)
 
 SESSION_ENDED = "Launch the app again from the EHR (or from the launch page)."
 
@@ -31,3 +36,17 @@ def wants_json() -> bool:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def require_csrf(data: dict[str, Any]) -> None:
+    """The form's (or header's) CSRF token is the launch's, else 403 before anything is done."""
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    if not secrets.compare_digest(sent.encode(), data["csrf"].encode()):
+        log.warning("write refused: CSRF token missing or wrong")
+        raise AppError(403, "The form's security token is missing or wrong; nothing was written.",
+                       "Reload the report and press the button again.")
+
+
+def write_lock_key(rtype: str, ident: dict[str, str]) -> str:
+    """The store lock one resource's writers share (across the app's instances)."""
+    return f"{rtype.lower()}|{ident['system']}|{ident['value']}"

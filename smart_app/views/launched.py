@@ -16,19 +16,27 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from flask import Response, request
+from flask import Response, redirect, request
 
+from fhir_mappings import PatientRecord
+
+from ..attestation import RTYPE as RESPONSE, read_back
 from ..fhir_client import FhirAuthError, FhirClient, FhirError, FhirUnreachable
+from ..letter import patient_name
 from ..payers import load_payer_map
-from ..retrieval import fetch_report
+from ..report import evaluate_record
+from ..retrieval import fetch_report as retrieve
 from ..runtime import Runtime, cfg, rt
 from ..sessions import Store
-from ..smart import SmartError, can_write_tasks, readable_types, refresh
-from .common import SESSION_ENDED, AppError, now_iso
+from ..smart import (SmartError, can_attest, can_read_responses, can_write_documents, can_write_tasks,
+                     readable_types, refresh)
+from .common import SESSION_ENDED, AppError, now_iso, wants_json
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +213,17 @@ def can_write(data: dict[str, Any]) -> bool:
     return True if token is None else can_write_tasks(token["scope"])
 
 
+def may(data: dict[str, Any], what: str) -> bool:
+    """The launch's scopes allow ``what`` (``attest``, ``read-responses``, ``write-document``);
+    an open server allows everything."""
+    token = data.get("token")
+    if token is None:
+        return True
+    check = {"attest": can_attest, "read-responses": can_read_responses,
+             "write-document": can_write_documents}[what]
+    return check(token["scope"])
+
+
 def _as_of() -> date:
     return cfg().as_of or date.today()
 
@@ -223,19 +242,7 @@ def evaluate(launch: Launch, *, fresh: bool = False
     if not fresh and cached and time.time() - cached["at"] < ttl:
         return cached["report"], cached["banner"], None
     client = fhir_client(launch)
-    try:
-        # data["ruleset"] None: the patient's Coverage chooses (payer map), else IVIG_RULESET.
-        record, report = fetch_report(client, data["patient"], data.get("ruleset"), _as_of(),
-                                      readable=_readable(data), capabilities=rt().capabilities(data["iss"]),
-                                      default_ruleset=cfg().ruleset, payer_map=load_payer_map(cfg().payer_map))
-    except FhirAuthError:
-        launch.end()
-        raise auth_refused(data) from None
-    except FhirUnreachable as exc:
-        raise AppError(504, f"{exc}.",
-                       "Try again in a moment.") from None
-    except FhirError as exc:
-        raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
+    record, report = fetch_report(launch, client)
     banner = patient_banner(record.patient)
     data["fetched_at"] = now_iso()
     if ttl > 0:
@@ -244,16 +251,77 @@ def evaluate(launch: Launch, *, fresh: bool = False
     return report, banner, client
 
 
+def fetch_report(launch: Launch, client: FhirClient) -> tuple[PatientRecord, dict[str, Any]]:
+    """The launched patient's record and report, fresh from the FHIR server, with the
+    clinician's attestations read back (attestation.read_back)."""
+    data = launch.data
+    config = cfg()
+    with _fhir_errors(launch):
+        # Planned retrieval (retrieval.py): coded searches first, category searches only
+        # when the report still misses an item an Observation could supply.
+        record, report = retrieve(client, data["patient"], data.get("ruleset"), _as_of(),
+                                  readable=_readable(data), capabilities=rt().capabilities(data["iss"]),
+                                  default_ruleset=config.ruleset, payer_map=load_payer_map(config.payer_map),
+                                  canonical_base=config.canonical_base)
+        if may(data, "read-responses"):
+            return read_back(record, report, lambda ids: client.read_existing(RESPONSE, ids),
+                             lambda rec: report_of(data, rec))
+    if (report.get("attestation") or {}).get("items"):
+        report["warnings"].append(UNREAD_ATTESTATIONS)
+    return record, report
+
+
+UNREAD_ATTESTATIONS = ("The EHR did not let the app read clinician attestations (QuestionnaireResponse): "
+                       "an attestation recorded earlier is not shown, and the items it answers are listed as missing.")
+
+
+def report_of(data: dict[str, Any], record: PatientRecord) -> dict[str, Any]:
+    """The report of a record (pure). data["ruleset"] None: the patient's Coverage chooses
+    (payer map), else IVIG_RULESET."""
+    config = cfg()
+    return evaluate_record(record, data.get("ruleset"), _as_of(), default_ruleset=config.ruleset,
+                           payer_map=load_payer_map(config.payer_map), canonical_base=config.canonical_base)
+
+
+@contextmanager
+def _fhir_errors(launch: Launch) -> Iterator[None]:
+    """FHIR client errors as the pages' errors (an auth failure ends the launch)."""
+    try:
+        yield
+    except FhirAuthError:
+        launch.end()
+        raise auth_refused(launch.data) from None
+    except FhirUnreachable as exc:
+        raise AppError(504, f"{exc}.", "Try again in a moment.") from None
+    except FhirError as exc:
+        raise AppError(502, f"The FHIR server refused a request: {exc}.") from None
+
+
+def write_or_back(launch: Launch, write: Callable[[], Any], *, failure: str, back: str, busy: str,
+                  flash: str = "flash") -> tuple[Any, Response | None]:
+    """Run a write to the FHIR server: (its result, None), or (None, the redirect back to the
+    page, whose flash says why) when the server refused it. JSON callers get the error as
+    502; an ended authorization ends the launch; a writer still holding the store's lock for
+    the resource is a 503 (``busy``)."""
+    try:
+        return write(), None
+    except TimeoutError:
+        raise AppError(503, busy, "Try again in a moment.") from None
+    except FhirAuthError:
+        launch.end()
+        raise auth_refused(launch.data) from None
+    except FhirError as exc:
+        message = f"{failure}: {exc}."
+        if wants_json():
+            raise AppError(502, message) from None
+        launch.data[flash] = {"error": message}
+        launch.save()
+        return None, redirect(back, code=303)
+
+
 def patient_banner(patient: dict[str, Any]) -> dict[str, Any]:
     """Name, birth date, sex and first identifier for the banner the EHR asked for (pure)."""
-    name = None
-    for hn in patient.get("name") or []:
-        if not isinstance(hn, dict) or hn.get("use") == "old":
-            continue
-        name = hn.get("text") or " ".join(
-            [*[g for g in hn.get("given") or [] if isinstance(g, str)], hn.get("family") or ""]).strip()
-        if name:
-            break
+    name = patient_name(patient)
     ident = next((i.get("value") for i in patient.get("identifier") or []
                   if isinstance(i, dict) and isinstance(i.get("value"), str)), None)
     return {"name": name or None, "birth_date": patient.get("birthDate"),

@@ -14,7 +14,7 @@ from ..fhir_client import is_fhir_id
 from ..runtime import cfg, rt
 from ..style import fetch_style
 from .common import AppError
-from .launched import CONTEXT, Launch, can_write, evaluate, launched
+from .launched import CONTEXT, Launch, can_write, evaluate, launched, may
 from .sources import SOURCE_TYPES
 
 bp = Blueprint("report", __name__)
@@ -43,6 +43,7 @@ def report_page():
         source_href=lambda ref: source_href(launch.handle, ref), csrf_token=data["csrf"],
         ctx=launch.handle, can_write_task=can_write(data), task_result=(flash or {}).get("task_result"),
         error=(flash or {}).get("error"), fhir_base=data["iss"],
+        can_attest=may(data, "attest"), attest_result=(flash or {}).get("attest_result"),
         launched_at=data.get("fetched_at") or data["launched_at"],
         rulesets=[(r.id, r.title) for r in rulesets.values()],
         ruleset_titles={r.id: r.title for r in rulesets.values()},

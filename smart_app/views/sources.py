@@ -14,7 +14,7 @@ from .common import AppError
 from .launched import CONTEXT, auth_refused, fhir_client, launched
 
 bp = Blueprint("sources", __name__)
-SOURCE_TYPES = set(READ_TYPES) | {"Task"}
+SOURCE_TYPES = set(READ_TYPES) | {"Task", "QuestionnaireResponse"}
 
 
 @bp.get("/source/<rtype>/<rid>")

@@ -4,17 +4,16 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, url_for
 
 from ..fhir_client import FhirAuthError, FhirError, is_fhir_id
 from ..runtime import cfg, rt
 from ..task import build_task, task_identifier
-from .common import AppError, wants_json
-from .launched import CONTEXT, auth_refused, can_write, evaluate, fhir_client, launched
+from .common import AppError, require_csrf, wants_json, write_lock_key
+from .launched import CONTEXT, auth_refused, can_write, evaluate, fhir_client, launched, write_or_back
 from .report import source_href
 
 log = logging.getLogger(__name__)
@@ -25,11 +24,7 @@ bp = Blueprint("tasks", __name__)
 def post_task():
     launch = launched()
     data = launch.data
-    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    if not secrets.compare_digest(sent.encode(), data["csrf"].encode()):
-        log.warning("Task write refused: CSRF token missing or wrong")
-        raise AppError(403, "The form's security token is missing or wrong; nothing was written.",
-                       "Reload the report and press the button again.")
+    require_csrf(data)
     if not can_write(data):
         raise AppError(403, "The EHR did not grant this app permission to write Tasks.")
     report, _, client = evaluate(launch, fresh=True)  # the Task reflects the record as it is now
@@ -48,22 +43,15 @@ def post_task():
         return build_task(report, base, now=now, requester=requester, existing=existing,
                           identifier_system=system)
 
-    try:
-        with rt().store.lock(f"task|{ident['system']}|{ident['value']}"):
-            stored, created = client.upsert_task(build(None) or {"identifier": [ident]}, build)
-    except TimeoutError:
-        raise AppError(503, "Another request is still writing this Task; nothing was written.",
-                       "Try again in a moment.") from None
-    except FhirAuthError:
-        launch.end()
-        raise auth_refused(data) from None
-    except FhirError as exc:
-        message = f"The Task could not be written: {exc}."
-        if wants_json():
-            raise AppError(502, message) from None
-        data["flash"] = {"error": message}
-        launch.save()
-        return redirect(back, code=303)
+    def write():
+        with rt().store.lock(write_lock_key("Task", ident)):
+            return client.upsert_task(build(None) or {"identifier": [ident]}, build)
+
+    written, failed = write_or_back(launch, write, failure="The Task could not be written", back=back,
+                                    busy="Another request is still writing this Task; nothing was written.")
+    if failed is not None:
+        return failed
+    stored, created = written
     outcome = write_outcome(stored, created, seen[-1] if seen else None)
     log.info("Task %s (status %s)", outcome, stored.get("status") if stored else "-")
     if wants_json():

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask.testing import FlaskClient
 
-LAUNCHED_ROUTES = ("/report", "/api/report", "/task", "/source/", "/smart-style.css")
+LAUNCHED_ROUTES = ("/report", "/api/report", "/task", "/source/", "/smart-style.css", "/attest", "/letter")
 
 
 class LaunchClient(FlaskClient):
