@@ -3,7 +3,7 @@
     python docs/policy_trace.py           # rewrite docs/policy-trace.md
     python docs/policy_trace.py --check   # exit 1 if the file is out of date
 
-The source texts are read from ../shared/seeds beside the repository (IVIG_SEEDS_DIR
+The source texts are read from smart_app/engine/rulesets/sources (copies of ../shared/seeds; IVIG_SEEDS_DIR
 overrides).
 """
 
@@ -31,8 +31,14 @@ SCOPES = [
 ]
 
 
+SOURCES = ROOT / "smart_app" / "engine" / "rulesets" / "sources"
+
+
 def seeds_dir() -> Path:
-    return Path(os.environ.get("IVIG_SEEDS_DIR") or ROOT.parent / "shared" / "seeds")
+    """The rulesets' source texts: the copies kept beside the rulesets (so a clean clone can
+    check them), or IVIG_SEEDS_DIR. tests/engine/test_policy_trace.py checks the copies
+    against ../shared/seeds wherever that is present."""
+    return Path(os.environ.get("IVIG_SEEDS_DIR") or SOURCES)
 
 
 def build() -> str:

@@ -501,7 +501,7 @@ class Ruleset(Strict):
     title: str
     citation: str = Field(min_length=3)  # how a person cites the source ("BCBS of Montana …")
     source: str
-    seed: str  # the source text's file name in shared/seeds (tests and the policy trace)
+    seed: str  # the source text's file name (rulesets/sources, a copy of shared/seeds): tests and the policy trace
     description: str = ""
     common_criteria: list[Criterion] = []  # added to every covered indication
     not_covered_criteria: list[Criterion] = []  # the appeal path for experimental/unlisted

@@ -1,7 +1,8 @@
 """The rulesets against their source texts: verbatim citations and a complete trace.
 
 Every clause a ruleset quotes must appear, word for word (whitespace folded), in the source
-document it encodes (shared/seeds, beside the repository); every bullet of the policy's
+document it encodes (smart_app/engine/rulesets/sources: copies of shared/seeds, checked
+byte for byte against it where it is present); every bullet of the policy's
 Coverage section (and of the CIDP diagnostic criteria) must be encoded by a criterion or
 listed as untraced with the reason; docs/policy-trace.md must be current.
 """
@@ -25,9 +26,23 @@ SPEC.loader.exec_module(policy_trace)
 def source_of(ruleset_id: str) -> str:
     path = policy_trace.seeds_dir() / get_ruleset(ruleset_id).seed
     if not path.is_file():
-        pytest.fail(f"source text {path} not found: the seeds live in ../shared/seeds beside the "
-                    "repository (IVIG_SEEDS_DIR overrides)")
+        pytest.fail(f"source text {path} not found: the rulesets' sources are kept in "
+                    "smart_app/engine/rulesets/sources (IVIG_SEEDS_DIR overrides)")
     return path.read_text(encoding="utf-8")
+
+
+SHARED = ROOT.parent / "shared" / "seeds"
+
+
+@pytest.mark.parametrize("ruleset_id", sorted(available_rulesets()))
+def test_the_kept_source_is_the_shared_document(ruleset_id):
+    """The copy beside the rulesets is the source document itself, byte for byte."""
+    name = get_ruleset(ruleset_id).seed
+    kept = policy_trace.SOURCES / name
+    assert kept.is_file(), kept
+    if not (SHARED / name).is_file():
+        pytest.skip(f"{SHARED} is not beside this checkout: nothing to compare the copy with")
+    assert kept.read_bytes() == (SHARED / name).read_bytes()
 
 
 @pytest.mark.parametrize("ruleset_id", sorted(available_rulesets()))
