@@ -28,7 +28,7 @@ import csv
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -117,14 +117,6 @@ class TextContext:
     after: dict[str, tuple[tuple[str, ...], ...]]
     disclaimers: tuple[tuple[str, ...], ...] = ()
 
-    @staticmethod
-    def _has(words: list[str], triggers: tuple[tuple[str, ...], ...]) -> bool:
-        for trig in triggers:
-            n = len(trig)
-            if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
-                return True
-        return False
-
     def kinds(self, low: str, start: int, end: int) -> set[str]:
         """The context kinds acting on the term at ``low[start:end]``, within its clause."""
         head = CLAUSE_END.split(low[:start])[-1]
@@ -132,8 +124,7 @@ class TextContext:
         before = WORDS.findall(head)[-self.window:]
         after = WORDS.findall(tail)[:self.window]
         return {k for k in CONTEXT_KINDS
-                if self._has(before, self.before.get(k, ())) or self._has(after, self.after.get(k, ()))}
-
+                if _find(before, self.before.get(k, ())) or _find(after, self.after.get(k, ()))}
 
     @staticmethod
     def _first(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
@@ -141,24 +132,32 @@ class TextContext:
         # Condition texts and displays, and every one is read for hedges and disclaimers.
         return _first_trigger(text, triggers) if len(text) <= 2_000 else _first_trigger.__wrapped__(text, triggers)
 
+    @cached_property
+    def _hedges(self) -> tuple[tuple[str, ...], ...]:
+        return self.before.get("hedge", ()) + self.after.get("hedge", ())
+
     def hedge(self, text: str) -> str:
         """The first hedging words in ``text`` ("probable", "r/o", "work-up pending"), or ""."""
-        return self._first(text, self.before.get("hedge", ()) + self.after.get("hedge", ()))
+        return self._first(text, self._hedges)
 
     def disclaimer(self, text: str) -> str:
         """Words by which a report disclaims itself ("equivocal, not diagnostic"), or ""."""
         return self._first(text, self.disclaimers)
 
 
-@lru_cache(maxsize=16_384)
-def _first_trigger(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
-    """The first trigger word sequence found in ``text``, or "" (TextContext._first)."""
-    words = WORDS.findall(text.lower())
+def _find(words: list[str], triggers: tuple[tuple[str, ...], ...]) -> str:
+    """The first trigger (a word sequence) that occurs in ``words``, joined, or ""."""
     for trig in triggers:
         n = len(trig)
         if any(tuple(words[i:i + n]) == trig for i in range(len(words) - n + 1)):
             return " ".join(trig)
     return ""
+
+
+@lru_cache(maxsize=16_384)
+def _first_trigger(text: str, triggers: tuple[tuple[str, ...], ...]) -> str:
+    """The first trigger word sequence found in ``text``, or "" (TextContext._first)."""
+    return _find(WORDS.findall(text.lower()), triggers)
 
 
 def load_text_context(path: Path | None = None) -> TextContext:
