@@ -33,7 +33,7 @@ from .facts import (
     Vaccination,
 )
 from .terminology import DATA_DIR, Match, Terminology, default_terminology
-from .therapy_context import normalised_codings, outcome_rules, route_codes, route_rules
+from .therapy_context import OutcomeRules, normalised_codings, outcome_rules, route_codes, route_rules
 
 EXCLUDED_OBSERVATION_STATUS = {"entered-in-error", "cancelled", "preliminary", "registered"}
 EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
@@ -625,11 +625,9 @@ class _Reader:
         words: list[str] = []
         rules = outcome_rules()
         for rc in res.get("reasonCode") or []:
-            if not isinstance(rc, dict):
+            if not isinstance(rc, dict) or any(_outcomes_of(rc, rules, reason_code=True)):
                 continue
             text = _text_of(rc)
-            if rules.from_codings(normalised_codings(rc)) or (text and rules.from_text(text, reason_code=True)):
-                continue
             found |= {m.valueset for m in self.matches(rc, ref)}
             codes |= _condition_codes(rc)
             if text:
@@ -651,11 +649,8 @@ class _Reader:
             for cc in value if isinstance(value, list) else [value]:
                 if not isinstance(cc, dict):
                     continue
-                outcomes |= rules.from_codings(normalised_codings(cc))
-                text = " ".join(t for t in [cc.get("text")] + [c.get("display") for c in _codings(cc)]
-                                if isinstance(t, str))
-                stated = rules.from_text(text, reason_code=reason_code)
-                outcomes |= stated
+                coded, stated = _outcomes_of(cc, rules, reason_code=reason_code)
+                outcomes |= coded | stated
                 if (stated or key != "reasonCode") and _text_of(cc):
                     texts.append(_text_of(cc))
         # A note on a therapy still being given states at most an inadequate response; its
@@ -768,6 +763,14 @@ class _Reader:
                 Finding(ref, found, _effective_date(report, "effectiveDateTime", "effectivePeriod", "issued"),
                         _text_of(report.get("code")), conclusion, named)
             )
+
+
+def _outcomes_of(cc: dict[str, Any], rules: OutcomeRules, *, reason_code: bool) -> tuple[set[str], set[str]]:
+    """The outcomes one CodeableConcept states: (by its codings, by its words — its text and
+    the displays of its codings). Shared by stated_outcomes and given_for, so a reason read
+    as an outcome is never also read as what the therapy was given for."""
+    text = " ".join(t for t in [cc.get("text")] + [c.get("display") for c in _codings(cc)] if isinstance(t, str))
+    return set(rules.from_codings(normalised_codings(cc))), set(rules.from_text(text, reason_code=reason_code))
 
 
 def _number(value: Any) -> float | None:
