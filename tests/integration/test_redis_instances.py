@@ -23,6 +23,7 @@ from smart_app.task import DEFAULT_TASK_IDENTIFIER_SYSTEM
 from tests.support.app_server import run_app
 from tests.support.fhir_server import free_port
 from tests.support.redis_server import RedisMissing, run_redis
+from tests.support.store_checks import assert_held_key_times_out, assert_holders_exclude_each_other
 
 SECRET = "redis-instances-secret-0123456789"
 
@@ -71,27 +72,9 @@ def test_redis_store_sessions_states_and_locks(redis_url):
     assert not RedisStore(redis_url, SECRET).claim_once("cds-jti|client|abc", ttl=60)  # on any host
     assert b"abc" not in b"".join(raw.keys("ivig:once:*"))  # only a digest is stored
 
-    inside, overlaps = [], []
-
-    def hold():
-        with store.lock("task|x"):
-            inside.append(1)
-            if len(inside) > 1:
-                overlaps.append(1)
-            time.sleep(0.02)
-            inside.pop()
-
-    threads = [threading.Thread(target=hold) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not overlaps
+    assert_holders_exclude_each_other(store, holders=8, hold_seconds=0.02)
     other = RedisStore(redis_url, SECRET)
-    with store.lock("task|z", ttl=60):
-        with pytest.raises(TimeoutError):
-            with other.lock("task|z", wait=0.1):
-                pass
+    assert_held_key_times_out(store, other)
     with store.lock("task|dead", ttl=0.2):  # a holder that dies frees the key after its ttl
         time.sleep(0.3)
         with other.lock("task|dead", wait=1):

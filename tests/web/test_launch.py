@@ -12,6 +12,7 @@ from web_helpers import authorize_params, complete_launch, make_app, start_launc
 from fake_ehr import AUTHORIZE, ISS, TOKEN, FakeEhr, s256
 
 from smart_app.sessions import SqliteStore
+from tests.support.store_checks import assert_held_key_times_out, assert_holders_exclude_each_other
 
 
 def test_ehr_launch_redirects_with_every_smart_parameter(client, rsps):
@@ -352,31 +353,11 @@ def test_fhir_user_of_verified_claims_is_a_relative_reference():
 
 
 def test_store_lock_serialises_holders_and_frees_a_dead_holders_key(tmp_path):
-    import threading
-
     store = SqliteStore(str(tmp_path / "s.sqlite"), "k" * 32)
-    inside, overlaps = [], []
-
-    def hold():
-        with store.lock("task|x"):
-            inside.append(1)
-            if len(inside) > 1:
-                overlaps.append(1)
-            time.sleep(0.05)
-            inside.pop()
-
-    threads = [threading.Thread(target=hold) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not overlaps
+    assert_holders_exclude_each_other(store, holders=5, hold_seconds=0.05)
     # A holder that died (never released) frees the key after its ttl.
     other = SqliteStore(str(tmp_path / "s.sqlite"), "k" * 32)
     other._db().execute("INSERT INTO locks (key, owner, expires) VALUES ('task|y', 'dead', 0)")
     with store.lock("task|y", wait=1):
         pass
-    with pytest.raises(TimeoutError):
-        with store.lock("task|z", ttl=60):
-            with other.lock("task|z", wait=0.1):
-                pass
+    assert_held_key_times_out(store, other)
