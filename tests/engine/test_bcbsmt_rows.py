@@ -351,6 +351,9 @@ CASES = [
         infection("J01.90", ago(300), "Acute sinusitis"), infection("L03.90", ago(100), "Cellulitis")]},
       "missing", {"igg-level"}, "L95", "HIVchild-2-minor-infections-are-not-major"),
     P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "inf": [
+        infection("J36", ago(300), "Peritonsillar abscess"), infection("J36", ago(100), "Peritonsillar abscess")]},
+      "missing", {"igg-level"}, "L95", "HIVchild-peritonsillar-abscesses-are-not-major-infections"),
+    P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "inf": [
         infection("A41.9", ago(500), "Sepsis"), infection("J13", ago(100), "Pneumococcal pneumonia")]},
       "missing", {"igg-level"}, "L95", "HIVchild-serious-infections-not-within-1-year"),
     P("hiv-child", "bcbsmt-hiv-child-any", {"igg": None, "vac": serotype_titers([0.5] * 6, pre=None)},
@@ -731,6 +734,10 @@ CASES = [
     P("pure-red-cell-aplasia", "bcbsmt-prca-any", {"parvo": med_statement("cyclosporine", reason="ineffective"),
       "dx": condition("D60.9", "Acquired pure red cell aplasia", id="dx", severe=True)},
       "missing", {"parvovirus-b19"}, "L279", "PRCA-cyclosporine-route-not-recorded-eye-drops-exist"),
+    # First-line immunosuppression: hydroxychloroquine is a lupus drug, not an immunosuppressant here.
+    P("pure-red-cell-aplasia", "bcbsmt-prca-any", {"parvo": med_statement("hydroxychloroquine", reason="ineffective",
+      route="oral"), "dx": condition("D60.9", "Acquired pure red cell aplasia", id="dx", severe=True)},
+      "missing", {"parvovirus-b19"}, "L279", "PRCA-hydroxychloroquine-is-not-first-line-immunosuppression"),
     P("pure-red-cell-aplasia", "bcbsmt-prca-any", {"parvo": med_statement("cyclosporine", reason="ineffective")},
       "missing", {"parvovirus-b19"}, "L279", "PRCA-refractory-but-anemia-severity-not-recorded"),
     P("pure-red-cell-aplasia", "bcbsmt-prca-any", {"parvo": None}, "missing", {"parvovirus-b19"}, "L278",
@@ -748,6 +755,13 @@ CASES = [
     P("solid-organ-transplant", "bcbsmt-sot-amr", {"rejection": [condition("T86.11", "Kidney transplant rejection", id="amr"),
       diagnostic_report(None, "Kidney transplant biopsy pathology", "Active antibody-mediated rejection, C4d positive.")]},
       "met", line="L285", name="SOT-biopsy-shows-antibody-mediated-rejection"),
+    # Bare "AMR" is also antimicrobial resistance; "active AMR" names rejection activity.
+    P("solid-organ-transplant", "bcbsmt-sot-amr", {"rejection": [condition("T86.11", "Kidney transplant rejection", id="amr"),
+      diagnostic_report(None, "Kidney transplant biopsy pathology", "AMR.")]},
+      "missing", {"antibody-mediated-rejection"}, "L285", "SOT-bare-AMR-is-not-a-rejection-finding"),
+    P("solid-organ-transplant", "bcbsmt-sot-amr", {"rejection": [condition("T86.11", "Kidney transplant rejection", id="amr"),
+      diagnostic_report(None, "Kidney transplant biopsy pathology", "Active AMR, C4d positive.")]},
+      "met", line="L285", name="SOT-active-AMR"),
     P("solid-organ-transplant", "bcbsmt-sot-amr", {"dx": condition("Z76.82", "Awaiting organ transplant status", id="dx"),
       "rejection": condition(None, text="Highly sensitized (cPRA 99%)", id="sens")}, "met", line="L283",
       name="SOT-highly-sensitized-candidate"),
@@ -780,6 +794,8 @@ CASES = [
       {"disease-severity"}, "L298", "SLE-not-severe"),
     P("sle", "bcbsmt-sle-severe", {"dx": condition("M32.10", "SLE", id="dx", severe=True, clinical="remission")}, "missing",
       {"disease-severity"}, "L298", "SLE-severe-but-in-remission-not-active"),
+    P("sle", "bcbsmt-sle-other-failed", {"failed": med_statement("hydroxychloroquine", reason="ineffective", route="oral")},
+      "met", line="L298", name="SLE-hydroxychloroquine-is-another-intervention"),
     P("sle", "bcbsmt-sle-other-failed", {"failed": None}, "missing", PTF, "L298",
       "SLE-no-other-intervention"),
     P("sle", "bcbsmt-sle-other-failed", {"failed": intolerance("hydroxychloroquine", "retinal toxicity")}, "met",
